@@ -1,0 +1,255 @@
+package qemu
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/piboot/piboot/internal/testutil"
+)
+
+// VM is a running QEMU process and its serial console.
+type VM struct {
+	t     testing.TB
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	start time.Time
+
+	mu     sync.Mutex
+	out    []byte // everything the console printed, \r removed
+	cursor int    // WaitFor searches from here; advanced past each match
+	exited bool
+	err    error // exit status once exited
+	change chan struct{}
+	done   chan struct{}
+}
+
+// Start boots c and ties the VM to t: killed at the end of the test, console log in the
+// test output on failure. A missing QEMU or firmware skips (or fails under
+// PIBOOT_REQUIRE_ALL) like every other missing tool.
+func Start(t testing.TB, c Config) *VM {
+	t.Helper()
+	testutil.Need(t, Binary(normArch(c.Arch)))
+	if c.UEFI {
+		code, vars := Firmware(c.Arch)
+		testutil.Need(t, code, vars)
+	}
+	if err := c.check(); err != nil {
+		t.Fatal(err)
+	}
+	vars := c.Vars
+	if c.UEFI && vars == "" {
+		_, tmpl := Firmware(c.Arch)
+		vars = filepath.Join(t.TempDir(), "vars.fd")
+		if err := copyFile(vars, tmpl); err != nil {
+			t.Fatalf("qemu: copy UEFI variable store: %v", err)
+		}
+	}
+	args, err := c.Args(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := start(t, Binary(normArch(c.Arch)), args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
+func start(t testing.TB, bin string, args []string) (*VM, error) {
+	cmd := exec.Command(bin, args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	// Own process group: killing the VM never hits the test binary's group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	vm := &VM{t: t, cmd: cmd, stdin: stdin, change: make(chan struct{}), done: make(chan struct{})}
+	vm.start = time.Now()
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("qemu: start %s: %w", bin, err)
+	}
+	w.Close()
+	t.Logf("qemu: %s %s", bin, strings.Join(args, " "))
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			if n > 0 {
+				vm.append(buf[:n])
+			}
+			if err != nil {
+				r.Close()
+				return
+			}
+		}
+	}()
+	go func() {
+		err := cmd.Wait()
+		<-readerDone
+		vm.mu.Lock()
+		vm.exited, vm.err = true, err
+		vm.notifyLocked()
+		vm.mu.Unlock()
+		close(vm.done)
+	}()
+	t.Cleanup(func() {
+		vm.Kill()
+		if t.Failed() {
+			t.Logf("qemu: console log (%s):\n%s", time.Since(vm.start).Round(time.Millisecond), vm.Log())
+		}
+	})
+	return vm, nil
+}
+
+func (vm *VM) append(b []byte) {
+	vm.mu.Lock()
+	vm.out = append(vm.out, bytes.ReplaceAll(b, []byte("\r"), nil)...)
+	vm.notifyLocked()
+	vm.mu.Unlock()
+}
+
+// notifyLocked wakes every waiter; waiters re-check under the lock.
+func (vm *VM) notifyLocked() {
+	close(vm.change)
+	vm.change = make(chan struct{})
+}
+
+// Log returns everything the console printed so far.
+func (vm *VM) Log() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return string(vm.out)
+}
+
+// Since returns the time since QEMU was started.
+func (vm *VM) Since() time.Duration { return time.Since(vm.start) }
+
+// ErrExited is returned by Expect when QEMU ends before the pattern appears.
+var ErrExited = errors.New("qemu exited")
+
+// Expect waits until a line printed after the previous match matches re, and returns
+// the submatches. The line being printed (not yet ended by a newline, as a shell prompt)
+// counts too. It returns an error after timeout (scaled by PIBOOT_QEMU_SLOW) or when
+// QEMU exits first.
+func (vm *VM) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
+	deadline := time.NewTimer(scale(timeout))
+	defer deadline.Stop()
+	for {
+		vm.mu.Lock()
+		if m, end := matchLines(re, vm.out, vm.cursor); m != nil {
+			vm.cursor = end
+			vm.mu.Unlock()
+			return m, nil
+		}
+		exited, change := vm.exited, vm.change
+		vm.mu.Unlock()
+		if exited {
+			return nil, fmt.Errorf("waiting for /%s/: %w (%v)", re, ErrExited, vm.err)
+		}
+		select {
+		case <-change:
+		case <-deadline.C:
+			return nil, fmt.Errorf("waiting for /%s/: timeout after %s", re, scale(timeout))
+		}
+	}
+}
+
+// matchLines looks for re in the lines of out starting at from; it returns the
+// submatches and the offset just after the matched text.
+func matchLines(re *regexp.Regexp, out []byte, from int) ([]string, int) {
+	for from < len(out) {
+		line := out[from:]
+		next := len(out)
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line, next = line[:i], from+i+1
+		}
+		if loc := re.FindSubmatchIndex(line); loc != nil {
+			m := make([]string, len(loc)/2)
+			for i := range m {
+				if loc[2*i] >= 0 {
+					m[i] = string(line[loc[2*i]:loc[2*i+1]])
+				}
+			}
+			return m, from + loc[1]
+		}
+		from = next
+	}
+	return nil, from
+}
+
+// WaitFor is Expect that fails the test (with the console log) instead of returning an error.
+func (vm *VM) WaitFor(pattern string, timeout time.Duration) []string {
+	vm.t.Helper()
+	m, err := vm.Expect(regexp.MustCompile(pattern), timeout)
+	if err != nil {
+		vm.t.Fatalf("qemu: %v after %s", err, vm.Since().Round(time.Millisecond))
+	}
+	return m
+}
+
+// Send types text into the serial console.
+func (vm *VM) Send(text string) {
+	vm.t.Helper()
+	if _, err := io.WriteString(vm.stdin, text); err != nil {
+		vm.t.Fatalf("qemu: send %q: %v", text, err)
+	}
+}
+
+// Wait waits for QEMU to exit on its own (the guest powered off) and fails the test if
+// it does not within timeout or exits with an error.
+func (vm *VM) Wait(timeout time.Duration) {
+	vm.t.Helper()
+	if err := vm.WaitExit(timeout); err != nil {
+		vm.t.Fatalf("qemu: %v", err)
+	}
+}
+
+// WaitExit is Wait returning an error instead of failing the test.
+func (vm *VM) WaitExit(timeout time.Duration) error {
+	select {
+	case <-vm.done:
+	case <-time.After(scale(timeout)):
+		return fmt.Errorf("still running after %s", scale(timeout))
+	}
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.err != nil {
+		return fmt.Errorf("exited with %v", vm.err)
+	}
+	return nil
+}
+
+// Kill stops QEMU if it still runs and waits until it is gone, so that its disk images
+// are closed and complete.
+func (vm *VM) Kill() {
+	select {
+	case <-vm.done:
+		return
+	default:
+	}
+	if vm.cmd.Process != nil {
+		_ = syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	vm.stdin.Close()
+	<-vm.done
+}
