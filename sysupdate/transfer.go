@@ -1,0 +1,548 @@
+package sysupdate
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// DefaultDirs are where systemd-sysupdate looks for transfer files, highest priority first.
+var DefaultDirs = []string{"/etc/sysupdate.d", "/run/sysupdate.d", "/usr/local/lib/sysupdate.d", "/usr/lib/sysupdate.d"}
+
+// Resource types of [Source] and [Target].
+const (
+	TypeURLFile     = "url-file"
+	TypeRegularFile = "regular-file"
+	TypePartition   = "partition"
+)
+
+// Transfer is one sysupdate.d file.
+type Transfer struct {
+	File           string // the file it came from
+	Name           string // base name, which orders transfers
+	MinVersion     string
+	ProtectVersion []string
+	Verify         bool
+	InstancesMax   int // 0: the default for the target type
+	Source         Resource
+	Target         Resource
+}
+
+// Resource is a [Source] or [Target] section.
+type Resource struct {
+	Type           string
+	Path           string
+	PathRelativeTo string // root (default), esp, xbootldr, boot
+	Patterns       Patterns
+
+	// Target only.
+	PartitionType uuid.UUID
+	PartitionUUID *uuid.UUID
+	Flags         *uint64
+	NoAuto        *bool
+	GrowFS        *bool
+	ReadOnly      *bool
+	Mode          *uint32
+	TriesLeft     *uint64
+	TriesDone     *uint64
+}
+
+// Specifiers are the values of systemd's %-specifiers in transfer files, usually from
+// os-release: 'A' IMAGE_VERSION, 'M' IMAGE_ID, 'o' ID, 'w' VERSION_ID, 'W' VARIANT_ID,
+// 'B' BUILD_ID, 'a' the architecture, 'T' and 'V' the temporary directories.
+type Specifiers map[byte]string
+
+// SpecifiersFromOSRelease reads os-release below root (/etc/os-release, else
+// /usr/lib/os-release) into specifiers.
+func SpecifiersFromOSRelease(root string) (Specifiers, error) {
+	s := Specifiers{'a': uapiArch(runtime.GOARCH), 'T': "/tmp", 'V': "/var/tmp"}
+	var data []byte
+	var err error
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		if data, err = os.ReadFile(filepath.Join(root, p)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return s, fmt.Errorf("os-release: %w", err)
+	}
+	osr := ParseOSRelease(string(data))
+	for k, v := range map[byte]string{'A': "IMAGE_VERSION", 'M': "IMAGE_ID", 'o': "ID", 'w': "VERSION_ID", 'W': "VARIANT_ID", 'B': "BUILD_ID"} {
+		if osr[v] != "" {
+			s[k] = osr[v]
+		}
+	}
+	return s, nil
+}
+
+// ParseOSRelease parses os-release's KEY=value lines (values optionally quoted).
+func ParseOSRelease(data string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(data, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if uq, err := strconv.Unquote(v); err == nil && len(v) >= 2 && v[0] == '"' {
+			v = uq
+		} else if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+			v = v[1 : len(v)-1]
+		}
+		m[k] = v
+	}
+	return m
+}
+
+func uapiArch(goarch string) string {
+	switch goarch {
+	case "amd64":
+		return "x86-64"
+	case "386":
+		return "x86"
+	}
+	return goarch // arm64, riscv64, ... are spelled the same
+}
+
+func (s Specifiers) expand(v string) (string, error) {
+	if !strings.Contains(v, "%") {
+		return v, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] != '%' {
+			b.WriteByte(v[i])
+			continue
+		}
+		if i+1 >= len(v) {
+			return "", fmt.Errorf("lone '%%' at the end of %q", v)
+		}
+		i++
+		if v[i] == '%' {
+			b.WriteByte('%')
+			continue
+		}
+		r, ok := s[v[i]]
+		if !ok {
+			return "", fmt.Errorf("specifier %%%c in %q is unknown or has no value here", v[i], v)
+		}
+		b.WriteString(r)
+	}
+	return b.String(), nil
+}
+
+// Load reads every *.transfer and *.conf file from dirs; a file name found in an earlier
+// directory hides the same name in later ones, and a file that is empty or links to
+// /dev/null masks it. Transfers are returned in file-name order, which is the order
+// sysupdate downloads and installs them in.
+func Load(dirs []string, spec Specifiers) ([]*Transfer, error) {
+	chosen := map[string]string{}
+	for _, d := range dirs {
+		ents, err := os.ReadDir(d)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			n := e.Name()
+			if !strings.HasSuffix(n, ".transfer") && !strings.HasSuffix(n, ".conf") {
+				continue
+			}
+			if _, dup := chosen[n]; !dup {
+				chosen[n] = filepath.Join(d, n)
+			}
+		}
+	}
+	names := make([]string, 0, len(chosen))
+	for n := range chosen {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out []*Transfer
+	for _, n := range names {
+		p := chosen[n]
+		if target, err := os.Readlink(p); err == nil && target == "/dev/null" {
+			continue
+		}
+		if st, err := os.Stat(p); err == nil && st.Size() == 0 {
+			continue
+		}
+		t, err := ParseTransferFile(p, spec)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no transfer files (*.transfer, *.conf) in %s", strings.Join(dirs, ", "))
+	}
+	return out, nil
+}
+
+// ParseTransferFile reads and checks one transfer file.
+func ParseTransferFile(path string, spec Specifiers) (*Transfer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ents, err := parseINI(f, path)
+	if err != nil {
+		return nil, err
+	}
+	base := filepath.Base(path)
+	t := &Transfer{File: path, Name: strings.TrimSuffix(strings.TrimSuffix(base, ".transfer"), ".conf"), Verify: true}
+	for _, e := range ents {
+		if err := t.set(e, spec); err != nil {
+			return nil, fmt.Errorf("%s:%d: %s=%s: %w", path, e.Line, e.Key, e.Value, err)
+		}
+	}
+	if err := t.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// errUnknownKey is wrapped so that callers can tell a typo from a bad value.
+var errUnknownKey = errors.New("unknown key")
+
+func (t *Transfer) set(e iniEntry, spec Specifiers) error {
+	v, err := spec.expand(e.Value)
+	if err != nil {
+		return err
+	}
+	switch e.Section {
+	case "Transfer":
+		switch e.Key {
+		case "MinVersion":
+			if v != "" && !ValidVersion(v) {
+				return fmt.Errorf("not a valid version")
+			}
+			t.MinVersion = v
+		case "ProtectVersion":
+			if v == "" {
+				t.ProtectVersion = nil
+				return nil
+			}
+			for _, w := range strings.Fields(v) {
+				if !ValidVersion(w) {
+					return fmt.Errorf("%q is not a valid version", w)
+				}
+				t.ProtectVersion = append(t.ProtectVersion, w)
+			}
+		case "Verify":
+			return parseBoolInto(v, &t.Verify)
+		case "InstancesMax":
+			return t.setInstancesMax(v)
+		case "ChangeLog", "AppStream", "Features", "RequisiteFeatures":
+			// Informational (and optional-feature) keys: accepted so that transfer files
+			// written for newer systemd keep loading.
+		default:
+			return errUnknownKey
+		}
+	case "Source", "Target":
+		r := &t.Source
+		if e.Section == "Target" {
+			r = &t.Target
+		}
+		return t.setResource(r, e.Section == "Target", e.Key, v)
+	default:
+		if strings.HasPrefix(e.Section, "X-") {
+			return nil
+		}
+		return fmt.Errorf("unknown section [%s]", e.Section)
+	}
+	return nil
+}
+
+func (t *Transfer) setInstancesMax(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 2 {
+		return fmt.Errorf("must be a number of at least 2")
+	}
+	t.InstancesMax = n
+	return nil
+}
+
+func (t *Transfer) setResource(r *Resource, target bool, k, v string) error {
+	targetOnly := func() error {
+		if !target {
+			return fmt.Errorf("only allowed in [Target]")
+		}
+		return nil
+	}
+	switch k {
+	case "Type":
+		switch v {
+		case TypeURLFile, TypeRegularFile, TypePartition:
+		case "url-tar", "tar", "directory", "subvolume":
+			return fmt.Errorf("type %q is not supported by piboot update (url-file, regular-file, partition are)", v)
+		default:
+			return fmt.Errorf("unknown type %q", v)
+		}
+		r.Type = v
+	case "Path":
+		r.Path = v
+	case "PathRelativeTo":
+		switch v {
+		case "root", "esp", "xbootldr", "boot", "":
+		default:
+			return fmt.Errorf("must be root, esp, xbootldr or boot")
+		}
+		r.PathRelativeTo = v
+	case "MatchPattern":
+		if v == "" {
+			r.Patterns = nil
+			return nil
+		}
+		words, err := splitWords(v)
+		if err != nil {
+			return err
+		}
+		for _, w := range words {
+			p, err := ParsePattern(w)
+			if err != nil {
+				return err
+			}
+			r.Patterns = append(r.Patterns, p)
+		}
+	case "MatchPartitionType":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		u, err := PartitionTypeByName(v)
+		if err != nil {
+			return err
+		}
+		r.PartitionType = u
+	case "PartitionUUID":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		u, err := uuid.Parse(v)
+		if err != nil {
+			return fmt.Errorf("not a UUID")
+		}
+		r.PartitionUUID = &u
+	case "PartitionFlags":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		n, err := strconv.ParseUint(v, 0, 64)
+		if err != nil {
+			return fmt.Errorf("not a number")
+		}
+		r.Flags = &n
+	case "PartitionNoAuto", "PartitionGrowFileSystem", "ReadOnly":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		var b bool
+		if err := parseBoolInto(v, &b); err != nil {
+			return err
+		}
+		*map[string]**bool{"PartitionNoAuto": &r.NoAuto, "PartitionGrowFileSystem": &r.GrowFS, "ReadOnly": &r.ReadOnly}[k] = &b
+	case "Mode":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		n, err := strconv.ParseUint(v, 8, 32)
+		if err != nil || n > 0o7777 {
+			return fmt.Errorf("not an octal access mode")
+		}
+		m := uint32(n)
+		r.Mode = &m
+	case "TriesLeft", "TriesDone":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n > 0x7fffffff {
+			return fmt.Errorf("not a count")
+		}
+		if k == "TriesLeft" {
+			r.TriesLeft = &n
+		} else {
+			r.TriesDone = &n
+		}
+	case "InstancesMax":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		return t.setInstancesMax(v)
+	case "RemoveTemporary", "CurrentSymlink":
+		// Only meaningful for directory targets in systemd; accepted for compatibility.
+		if err := targetOnly(); err != nil {
+			return err
+		}
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+func (t *Transfer) check() error {
+	for _, s := range []struct {
+		name string
+		r    *Resource
+	}{{"[Source]", &t.Source}, {"[Target]", &t.Target}} {
+		if s.r.Type == "" {
+			return fmt.Errorf("%s lacks Type=", s.name)
+		}
+		if len(s.r.Patterns) == 0 {
+			return fmt.Errorf("%s lacks MatchPattern=", s.name)
+		}
+	}
+	switch t.Source.Type {
+	case TypeURLFile, TypeRegularFile:
+	default:
+		return fmt.Errorf("[Source] Type=%s is not supported (url-file, regular-file are)", t.Source.Type)
+	}
+	if t.Source.Path == "" {
+		return fmt.Errorf("[Source] lacks Path=")
+	}
+	switch t.Target.Type {
+	case TypePartition:
+		if t.Target.Path == "" {
+			t.Target.Path = "auto"
+		}
+		if t.Target.PartitionType == uuid.Nil {
+			t.Target.PartitionType = partTypes["linux-generic"]
+		}
+		for _, p := range t.Target.Patterns {
+			for _, f := range []byte("tmsdlh") {
+				if p.Has(f) {
+					return fmt.Errorf("[Target] MatchPattern=%s: @%c is not allowed for partitions", p, f)
+				}
+			}
+		}
+		if t.Target.Mode != nil || t.Target.TriesLeft != nil || t.Target.TriesDone != nil {
+			return fmt.Errorf("[Target] Mode=, TriesLeft=, TriesDone= only apply to regular-file targets")
+		}
+	case TypeRegularFile:
+		if t.Target.Path == "" {
+			return fmt.Errorf("[Target] lacks Path=")
+		}
+		if !filepath.IsAbs(t.Target.Path) {
+			return fmt.Errorf("[Target] Path=%s is not absolute", t.Target.Path)
+		}
+		first := t.Target.Patterns[0]
+		if t.Target.TriesLeft != nil && !first.Has('l') {
+			return fmt.Errorf("[Target] TriesLeft= is set but the first MatchPattern=%s has no @l", first)
+		}
+		if t.Target.TriesDone != nil && !first.Has('d') {
+			return fmt.Errorf("[Target] TriesDone= is set but the first MatchPattern=%s has no @d", first)
+		}
+		for _, p := range t.Target.Patterns {
+			for _, f := range []byte("ufag") {
+				if p.Has(f) {
+					return fmt.Errorf("[Target] MatchPattern=%s: @%c only applies to partitions", p, f)
+				}
+			}
+		}
+	default:
+		return fmt.Errorf("[Target] Type=%s is not supported (partition, regular-file are)", t.Target.Type)
+	}
+	if t.Source.Type == TypeURLFile || t.Source.Type == TypeRegularFile {
+		for _, p := range t.Source.Patterns {
+			for _, f := range []byte("ufag") {
+				if p.Has(f) {
+					return fmt.Errorf("[Source] MatchPattern=%s: @%c only applies to partitions", p, f)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func parseBoolInto(v string, b *bool) error {
+	switch strings.ToLower(v) {
+	case "1", "yes", "y", "true", "t", "on":
+		*b = true
+	case "0", "no", "n", "false", "f", "off":
+		*b = false
+	default:
+		return fmt.Errorf("not a boolean")
+	}
+	return nil
+}
+
+// splitWords splits on whitespace, honouring double and single quotes.
+func splitWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	in := false
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				cur.WriteByte(c)
+			}
+		case c == '"' || c == '\'':
+			quote, in = c, true
+		case c == ' ' || c == '\t':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if quote != 0 {
+		return nil, fmt.Errorf("unterminated quote")
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+var partTypes = map[string]uuid.UUID{
+	"linux-generic": uuid.MustParse("0fc63daf-8483-4772-8e79-3d69d8477de4"),
+	"esp":           uuid.MustParse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
+	"xbootldr":      uuid.MustParse("bc13c2ff-59e6-4262-a352-b275fd6f7172"),
+	"swap":          uuid.MustParse("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"),
+	"home":          uuid.MustParse("933ac7e1-2eb4-4f13-b844-0e14e2aef915"),
+	"srv":           uuid.MustParse("3b8f8425-20e0-4f3b-907f-1a25a76f98e8"),
+	"var":           uuid.MustParse("4d21b016-b534-45c2-a9fb-5c16e091fd2d"),
+	"tmp":           uuid.MustParse("7ec6f557-3bc5-4aca-b293-16ef5df639d1"),
+	"root-arm64":    uuid.MustParse("b921b045-1df0-41c3-af44-4c6f280d3fae"),
+	"usr-arm64":     uuid.MustParse("b0e01050-ee5f-4390-949a-9101b17104e9"),
+	"root-x86-64":   uuid.MustParse("4f68bce3-e8cd-4db1-96e7-fbcaf984b709"),
+	"usr-x86-64":    uuid.MustParse("8484680c-9521-48c6-9c11-b0720656f69e"),
+}
+
+// PartitionTypeByName resolves a MatchPartitionType= value: a UUID or one of systemd's
+// names ("root" and "usr" mean the running architecture's).
+func PartitionTypeByName(v string) (uuid.UUID, error) {
+	if u, err := uuid.Parse(v); err == nil && len(v) == 36 {
+		return u, nil
+	}
+	if v == "root" || v == "usr" {
+		v += "-" + uapiArch(runtime.GOARCH)
+	}
+	if u, ok := partTypes[v]; ok {
+		return u, nil
+	}
+	return uuid.Nil, fmt.Errorf("unknown partition type %q", v)
+}
