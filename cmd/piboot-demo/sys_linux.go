@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ensureKernelFS mounts /proc, /sys and /dev when piboot-demo runs as the very first
+// init (piboot-init moves them over, so this is normally a no-op).
+func ensureKernelFS() error {
+	for _, m := range []struct{ dir, fstype string }{{"/proc", "proc"}, {"/sys", "sysfs"}, {"/dev", "devtmpfs"}} {
+		if mounted(m.dir) {
+			continue
+		}
+		if os.Getpid() != 1 {
+			continue
+		}
+		_ = os.MkdirAll(m.dir, 0o755)
+		if err := unix.Mount(m.fstype, m.dir, m.fstype, 0, ""); err != nil {
+			return fmt.Errorf("mount %s: %w", m.dir, err)
+		}
+	}
+	return nil
+}
+
+func mounted(dir string) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(dir, &a) != nil || unix.Stat(filepath.Dir(dir), &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev
+}
+
+// deviceSize is the size of a block device in bytes, from sysfs (in 512-byte units
+// whatever the sector size) or, failing that, from the device itself.
+func deviceSize(dev string) (int64, error) {
+	name := filepath.Base(dev)
+	if b, err := os.ReadFile("/sys/class/block/" + name + "/size"); err == nil {
+		var n int64
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &n); err == nil {
+			return n * 512, nil
+		}
+	}
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n uint64
+	if err := ioctlSize(f, &n); err != nil {
+		return 0, fmt.Errorf("size of %s: %w", dev, err)
+	}
+	return int64(n), nil
+}
+
+func ioctlSize(f *os.File, n *uint64) error {
+	v, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKGETSIZE64)
+	*n = uint64(v)
+	return err
+}
+
+func powerOff() {
+	unix.Sync()
+	if os.Getpid() != 1 {
+		return
+	}
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
+		logf("error: power off: %v", err)
+	}
+}
+
+func reap() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
+}
