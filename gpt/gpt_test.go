@@ -1,0 +1,488 @@
+package gpt
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/testutil"
+)
+
+const MiB = 1 << 20
+
+var (
+	tmplDir   string
+	templates = map[string]string{}
+	tmplMu    sync.Mutex
+)
+
+func TestMain(m *testing.M) {
+	tmplDir, _ = os.MkdirTemp("", "gpt-test-")
+	code := m.Run()
+	os.RemoveAll(tmplDir)
+	os.Exit(code)
+}
+
+// template builds a disk image once per test binary (sgdisk takes a second per call) and
+// hands each caller a private sparse copy.
+func template(t *testing.T, key string, build func(t *testing.T) string) string {
+	t.Helper()
+	tmplMu.Lock()
+	src, ok := templates[key]
+	if !ok {
+		src = build(t)
+		templates[key] = src
+	}
+	tmplMu.Unlock()
+	dst := filepath.Join(t.TempDir(), "copy.img")
+	copySparse(t, src, dst)
+	return dst
+}
+
+func copySparse(t *testing.T, src, dst string) {
+	t.Helper()
+	run(t, "cp", "--sparse=always", src, dst)
+}
+
+type sfdiskTable struct {
+	PT struct {
+		Label      string `json:"label"`
+		ID         string `json:"id"`
+		FirstLBA   uint64 `json:"firstlba"`
+		LastLBA    uint64 `json:"lastlba"`
+		SectorSize int    `json:"sectorsize"`
+		Partitions []struct {
+			Node  string `json:"node"`
+			Start uint64 `json:"start"`
+			Size  uint64 `json:"size"`
+			Type  string `json:"type"`
+			UUID  string `json:"uuid"`
+			Name  string `json:"name"`
+			Attrs string `json:"attrs"`
+		} `json:"partitions"`
+	} `json:"partitiontable"`
+}
+
+func sfdisk(t *testing.T, img string) sfdiskTable {
+	t.Helper()
+	out, err := exec.Command("sfdisk", "--json", img).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json %s: %v", img, err)
+	}
+	var s sfdiskTable
+	if err := json.Unmarshal(out, &s); err != nil {
+		t.Fatalf("sfdisk json: %v\n%s", err, out)
+	}
+	return s
+}
+
+func sgdiskVerify(t *testing.T, img string) {
+	t.Helper()
+	out, err := exec.Command("sgdisk", "-v", img).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "No problems found") {
+		t.Fatalf("sgdisk -v %s: %v\n%s", img, err, out)
+	}
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+func sparse(t *testing.T, size int64) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func readFile(t *testing.T, p string) *Table {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	tab, err := Read(f, fi.Size(), 0)
+	if err != nil {
+		t.Fatalf("Read %s: %v", p, err)
+	}
+	return tab
+}
+
+func writeFile(t *testing.T, p string, tab *Table) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	if err := Write(f, fi.Size(), tab); err != nil {
+		t.Fatalf("Write %s: %v", p, err)
+	}
+}
+
+// compare checks that tab and sfdisk's view of img agree field by field.
+func compare(t *testing.T, img string, tab *Table) {
+	t.Helper()
+	s := sfdisk(t, img).PT
+	if s.Label != "gpt" || !strings.EqualFold(s.ID, tab.DiskGUID.String()) || s.FirstLBA != tab.FirstUsableLBA ||
+		s.LastLBA != tab.LastUsableLBA || s.SectorSize != tab.SectorSize || len(s.Partitions) != len(tab.Partitions) {
+		t.Fatalf("sfdisk sees %+v, we read %+v", s, tab)
+	}
+	for i, sp := range s.Partitions {
+		p := tab.Partitions[i]
+		wantNode := fmt.Sprintf("%s%d", img, p.Index)
+		if sp.Node != wantNode || sp.Start != p.FirstLBA || sp.Size != p.LastLBA-p.FirstLBA+1 ||
+			!strings.EqualFold(sp.Type, p.Type.String()) || !strings.EqualFold(sp.UUID, p.UUID.String()) || sp.Name != p.Name {
+			t.Errorf("partition %d: sfdisk %+v, we %+v", i, sp, p)
+		}
+	}
+}
+
+func TestReadSgdisk(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	img := sparse(t, 64*MiB)
+	run(t, "sgdisk", "-U", "11111111-2222-3333-4444-555555555555",
+		"-n", "1:2048:+8M", "-t", "1:EF00", "-c", "1:boot", "-u", "1:01020304-0506-0708-090a-0b0c0d0e0f10",
+		"-n", "3:0:+4M", "-t", "3:8305", "-c", "3:nix-store_v0", "-A", "3:set:60",
+		"-n", "2:0:+1M", "-c", "2:ünïcødé ☃", img)
+	tab := readFile(t, img)
+	compare(t, img, tab)
+	if !tab.Status.PrimaryValid || !tab.Status.BackupValid || len(tab.Status.Problems) != 0 {
+		t.Errorf("status %+v", tab.Status)
+	}
+	if p := tab.Partition(3); p == nil || p.Attributes != AttrReadOnly || TypeName(p.Type) != "root-arm64" {
+		t.Errorf("partition 3: %+v", p)
+	}
+	if p := tab.ByName("boot"); p == nil || p.Type != TypeESP || p.UUID.String() != "01020304-0506-0708-090a-0b0c0d0e0f10" {
+		t.Errorf("boot: %+v", p)
+	}
+	if tab.DiskGUID.String() != "11111111-2222-3333-4444-555555555555" {
+		t.Errorf("disk GUID %s", tab.DiskGUID)
+	}
+}
+
+// countingWriter counts writes and bytes; limit >= 0 makes every write after the limit-th
+// fail without touching the file, as a power cut would.
+type countingWriter struct {
+	f      *os.File
+	writes int
+	bytes  int64
+	limit  int
+}
+
+var errCut = errors.New("power cut")
+
+func (c *countingWriter) ReadAt(b []byte, off int64) (int, error) { return c.f.ReadAt(b, off) }
+func (c *countingWriter) WriteAt(b []byte, off int64) (int, error) {
+	if c.limit >= 0 && c.writes >= c.limit {
+		return 0, errCut
+	}
+	c.writes++
+	c.bytes += int64(len(b))
+	return c.f.WriteAt(b, off)
+}
+func (c *countingWriter) Sync() error { return nil }
+
+func openCounting(t *testing.T, p string, limit int) (*countingWriter, int64) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fi, _ := f.Stat()
+	return &countingWriter{f: f, limit: limit}, fi.Size()
+}
+
+func TestWriteNewAndRewriteNothing(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	for _, ss := range []int{512, 4096} {
+		t.Run(fmt.Sprint(ss), func(t *testing.T) {
+			img := sparse(t, 96*MiB)
+			tab, err := New(96*MiB, ss, uuid.MustParse("8a0d4f39-6b1c-4e0e-9d65-3a9e6f0b7c11"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			per := uint64(MiB / ss)
+			tab.Partitions = []Partition{
+				{Index: 1, Type: TypeESP, UUID: uuid.New(), FirstLBA: per, LastLBA: 9*per - 1, Name: "boot"},
+				{Index: 2, Type: TypeLinuxGeneric, UUID: uuid.New(), FirstLBA: 9 * per, LastLBA: 20*per - 1, Name: "data", Attributes: AttrGrowFS | AttrNoAuto},
+			}
+			cw, size := openCounting(t, img, -1)
+			if err := Write(cw, size, tab); err != nil {
+				t.Fatal(err)
+			}
+			if ss == 512 {
+				sgdiskVerify(t, img)
+				compare(t, img, tab)
+			}
+			got := readFile(t, img)
+			if !got.Status.PrimaryValid || !got.Status.BackupValid || got.Status.BackupLBA != uint64(96*MiB/ss-1) || len(got.Status.Problems) > 0 {
+				t.Fatalf("status after write: %+v", got.Status)
+			}
+			if got.SectorSize != ss || len(got.Partitions) != 2 || got.Partitions[1].Attributes != AttrGrowFS|AttrNoAuto {
+				t.Fatalf("read back %+v", got)
+			}
+			cw2, _ := openCounting(t, img, -1)
+			if err := Write(cw2, size, got); err != nil || cw2.writes != 0 {
+				t.Fatalf("rewrite of an unchanged table: %d writes, err %v", cw2.writes, err)
+			}
+		})
+	}
+}
+
+func TestNoGPT(t *testing.T) {
+	img := sparse(t, 8*MiB)
+	f, _ := os.Open(img)
+	defer f.Close()
+	_, err := Read(f, 8*MiB, 0)
+	if !errors.Is(err, ErrNoGPT) {
+		t.Fatalf("Read of an empty disk: %v", err)
+	}
+}
+
+func corrupt(t *testing.T, img string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	f.ReadAt(b, off)
+	b[0] ^= 0x5a
+	f.WriteAt(b, off)
+}
+
+func TestRepair(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	const size = 32 * MiB
+	last := int64(size/512 - 1)
+	for _, c := range []struct {
+		name       string
+		off        int64
+		fromBackup bool
+	}{
+		{"primary header", 512 + 40, true},
+		{"primary entries", 2*512 + 60, true},
+		{"backup header", last*512 + 40, false},
+		{"backup entries", (last-32)*512 + 3, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			img := template(t, "repair", func(t *testing.T) string {
+				img := filepath.Join(tmplDir, "repair.img")
+				os.WriteFile(img, nil, 0o644)
+				os.Truncate(img, size)
+				run(t, "sgdisk", "-n", "1:2048:+4M", "-c", "1:one", "-n", "2:0:+4M", "-c", "2:two", img)
+				return img
+			})
+			want := readFile(t, img)
+			corrupt(t, img, c.off)
+			got := readFile(t, img)
+			if got.Status.FromBackup != c.fromBackup || got.Status.PrimaryValid == c.fromBackup || len(got.Status.Problems) == 0 {
+				t.Fatalf("status %+v", got.Status)
+			}
+			if got.DiskGUID != want.DiskGUID || len(got.Partitions) != 2 || got.Partitions[1].Name != "two" {
+				t.Fatalf("read %+v", got)
+			}
+			writeFile(t, img, got)
+			sgdiskVerify(t, img)
+			again := readFile(t, img)
+			if !again.Status.PrimaryValid || !again.Status.BackupValid || len(again.Status.Problems) > 0 {
+				t.Fatalf("after repair: %+v", again.Status)
+			}
+		})
+	}
+}
+
+// flashed makes an image of imgSize with sgdisk and puts it at the start of a sparse disk of
+// diskSize, as dd onto a card does; with stale, the card first held another GPT whose backup
+// is still at the card's end.
+func flashed(t *testing.T, imgSize, diskSize int64, stale bool) string {
+	t.Helper()
+	disk := sparse(t, diskSize)
+	if stale {
+		disk = template(t, fmt.Sprint("stale", diskSize), func(t *testing.T) string {
+			p := filepath.Join(tmplDir, fmt.Sprint("stale", diskSize))
+			os.WriteFile(p, nil, 0o644)
+			os.Truncate(p, diskSize)
+			run(t, "sgdisk", "-n", "1:2048:+1M", "-c", "1:old-card", p)
+			return p
+		})
+	}
+	img := template(t, fmt.Sprint("flash", imgSize), func(t *testing.T) string {
+		img := filepath.Join(tmplDir, fmt.Sprint("flash", imgSize))
+		os.WriteFile(img, nil, 0o644)
+		os.Truncate(img, imgSize)
+		run(t, "sgdisk", "-n", "1:2048:+8M", "-t", "1:EF00", "-c", "1:boot", "-n", "2:0:+8M", "-c", "2:nix-store_v0", img)
+		return img
+	})
+	b, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(disk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, 0); err != nil {
+		t.Fatal(err)
+	}
+	return disk
+}
+
+func TestFlashedImage(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	for _, stale := range []bool{false, true} {
+		t.Run(fmt.Sprint("stale=", stale), func(t *testing.T) {
+			disk := flashed(t, 24*MiB, 64*MiB, stale)
+			tab := readFile(t, disk)
+			if !tab.Status.PrimaryValid || !tab.Status.BackupValid || tab.Status.BackupLBA != 24*MiB/512-1 {
+				t.Fatalf("status %+v", tab.Status)
+			}
+			if len(tab.Status.Problems) != 1 || (stale != strings.Contains(tab.Status.Problems[0], "stale")) {
+				t.Fatalf("problems %q", tab.Status.Problems)
+			}
+			if tab.Partitions[1].Name != "nix-store_v0" {
+				t.Fatalf("read %+v", tab)
+			}
+			// Damage the primary: the backup at the image's end must win over the stale one.
+			corrupt(t, disk, 512+50)
+			bk := readFile(t, disk)
+			if !bk.Status.FromBackup || bk.Status.BackupLBA != 24*MiB/512-1 || bk.Partitions[1].Name != "nix-store_v0" {
+				t.Fatalf("from backup: %+v", bk)
+			}
+			if err := bk.Resize(64 * MiB); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, disk, bk)
+			sgdiskVerify(t, disk)
+			compare(t, disk, bk)
+		})
+	}
+}
+
+// TestCrash cuts Write after every possible write and checks that Read then returns either
+// the old or the new table, and that writing again gives the same bytes as an uncut write.
+func TestCrash(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	for _, stale := range []bool{false, true} {
+		base := flashed(t, 24*MiB, 48*MiB, stale)
+		oldT := readFile(t, base)
+		newT := oldT.Clone()
+		if err := newT.Resize(48 * MiB); err != nil {
+			t.Fatal(err)
+		}
+		newT.Partitions = append(newT.Partitions, Partition{Index: 3, Type: TypeLinuxGeneric, UUID: uuid.New(),
+			FirstLBA: 40 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
+		newT.Partitions[0].Name = "ESP" // a relabel, as sysupdate does
+
+		// The uncut result.
+		ref := filepath.Join(t.TempDir(), "ref.img")
+		copySparse(t, base, ref)
+		cw, size := openCounting(t, ref, -1)
+		if err := Write(cw, size, newT); err != nil {
+			t.Fatal(err)
+		}
+		total := cw.writes
+		if total < 5 {
+			t.Fatalf("only %d writes", total)
+		}
+		sgdiskVerify(t, ref)
+		want, _ := os.ReadFile(ref)
+
+		for n := 0; n < total; n++ {
+			img := filepath.Join(t.TempDir(), "cut.img")
+			copySparse(t, base, img)
+			cw, size := openCounting(t, img, n)
+			if err := Write(cw, size, newT); !errors.Is(err, errCut) {
+				t.Fatalf("cut at %d: %v", n, err)
+			}
+			got := readFile(t, img)
+			isOld, isNew := sameParts(got, oldT), sameParts(got, newT)
+			if !isOld && !isNew {
+				t.Fatalf("stale=%v cut after %d writes: table is neither old nor new: %+v", stale, n, got.Partitions)
+			}
+			// Once the primary entries changed, the new table must win.
+			if n >= 4 && !isNew {
+				t.Errorf("stale=%v cut after %d writes: old table preferred over the complete new backup", stale, n)
+			}
+			cw2, _ := openCounting(t, img, -1)
+			if err := Write(cw2, size, newT); err != nil {
+				t.Fatal(err)
+			}
+			sgdiskVerify(t, img)
+			b, _ := os.ReadFile(img)
+			if !bytes.Equal(b, want) {
+				t.Errorf("stale=%v cut after %d writes: rerun differs from an uncut write", stale, n)
+			}
+		}
+	}
+}
+
+func sameParts(a, b *Table) bool {
+	if a.LastUsableLBA != b.LastUsableLBA || len(a.Partitions) != len(b.Partitions) {
+		return false
+	}
+	for i := range a.Partitions {
+		p, q := a.Partitions[i], b.Partitions[i]
+		if p.Index != q.Index || p.Type != q.Type || p.UUID != q.UUID || p.FirstLBA != q.FirstLBA ||
+			p.LastLBA != q.LastLBA || p.Attributes != q.Attributes || p.Name != q.Name {
+			return false
+		}
+	}
+	return true
+}
+
+func TestTypes(t *testing.T) {
+	for _, c := range []struct{ in, arch, want string }{
+		{"esp", "", "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"},
+		{"root", "arm64", "b921b045-1df0-41c3-af44-4c6f280d3fae"},
+		{"root", "amd64", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"},
+		{"root-x86-64", "arm64", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"},
+		{"usr-verity", "arm64", "6e11a4e7-fbca-4ded-b9e9-e1a512bb664e"},
+		{"linux-generic", "", "0fc63daf-8483-4772-8e79-3d69d8477de4"},
+		{"0FC63DAF-8483-4772-8E79-3D69D8477DE4", "", "0fc63daf-8483-4772-8e79-3d69d8477de4"},
+	} {
+		g, err := ParseType(c.in, c.arch)
+		if err != nil || g.String() != c.want {
+			t.Errorf("ParseType(%q, %q) = %s, %v; want %s", c.in, c.arch, g, err, c.want)
+		}
+	}
+	for _, bad := range []string{"rooot", "root-z80", "{0fc63daf-8483-4772-8e79-3d69d8477de4}"} {
+		if _, err := ParseType(bad, "arm64"); err == nil {
+			t.Errorf("ParseType(%q) accepted", bad)
+		}
+	}
+	if TypeName(uuid.MustParse("b921b045-1df0-41c3-af44-4c6f280d3fae")) != "root-arm64" {
+		t.Error("root-arm64 name")
+	}
+	var b [16]byte
+	u := uuid.MustParse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
+	EncodeGUID(b[:], u)
+	if fmt.Sprintf("%x", b) != "28732ac11ff8d211ba4b00a0c93ec93b" || DecodeGUID(b[:]) != u {
+		t.Errorf("GUID encoding %x", b)
+	}
+}
