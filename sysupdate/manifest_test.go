@@ -1,0 +1,108 @@
+package sysupdate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var h64 = strings.Repeat("0123456789abcdef", 4)
+
+func TestParseManifest(t *testing.T) {
+	m, err := ParseManifest([]byte(h64 + "  a_v1.efi\n" + strings.ToUpper(h64) + " *b_v1.raw.zst"))
+	if err != nil || m["a_v1.efi"] != h64 || m["b_v1.raw.zst"] != h64 {
+		t.Fatalf("%v %v", m, err)
+	}
+	for body, want := range map[string]string{
+		h64 + "  ../x\n":            ":1: file name \"../x\" is a path",
+		"\n" + h64 + "  /etc/x\n":   ":2: file name \"/etc/x\" is a path",
+		h64 + "  .\n":               "not allowed",
+		h64 + "  a\x01b\n":          "control character",
+		h64 + "  a\xffb\n":          "not valid UTF-8",
+		"\\" + h64 + "  a\\nb\n":    "escaped",
+		h64 + " a\n":                "not \"<sha256>  <file>\"",
+		"xyz" + h64[3:] + "  a\n":   "not a SHA-256",
+		h64 + "  a\n" + h64 + "  a": ":2: \"a\" is listed twice",
+	} {
+		if _, err := ParseManifest([]byte(body)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+	var b bytes.Buffer
+	if err := m.Write(&b); err != nil || b.String() != h64+"  a_v1.efi\n"+h64+"  b_v1.raw.zst\n" {
+		t.Errorf("Write: %q %v", b.String(), err)
+	}
+}
+
+func TestSignVerify(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub, err := GenerateKey("piboot test", "", "test@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, "key.asc")
+	os.WriteFile(keyPath, priv, 0o600)
+	ring := filepath.Join(dir, "usr/lib/systemd/import-pubring.pgp")
+	os.MkdirAll(filepath.Dir(ring), 0o755)
+	os.WriteFile(ring, pub, 0o644)
+	s, err := LoadSigner(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(h64 + "  x_v1.efi\n")
+	sig, err := s.Sign(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found, err := FindKeyring(dir)
+	if err != nil || found != ring {
+		t.Fatalf("FindKeyring = %q, %v", found, err)
+	}
+	if err := VerifySignature(ring, data, sig); err != nil {
+		t.Fatalf("good signature refused: %v", err)
+	}
+	bad := append([]byte(nil), data...)
+	bad[0] ^= 1
+	if err := VerifySignature(ring, bad, sig); !errors.Is(err, ErrSignature) {
+		t.Errorf("tampered data accepted: %v", err)
+	}
+	_, otherPub, _ := GenerateKey("other", "", "o@example.com")
+	other := filepath.Join(dir, "other.pgp")
+	os.WriteFile(other, otherPub, 0o644)
+	if err := VerifySignature(other, data, sig); !errors.Is(err, ErrSignature) {
+		t.Errorf("signature by an unknown key accepted: %v", err)
+	}
+	if _, err := FindKeyring(t.TempDir()); !errors.Is(err, ErrSignature) {
+		t.Errorf("missing keyring: %v", err)
+	}
+}
+
+func TestHTTPSourceErrors(t *testing.T) {
+	srv := httptest.NewServer(http.FileServer(http.Dir(t.TempDir())))
+	defer srv.Close()
+	src, err := OpenSource(srv.URL + "/sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = FetchManifest(context.Background(), src, false, "")
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "/sub/SHA256SUMS: HTTP 404") {
+		t.Errorf("404: %v", err)
+	}
+	srv.Close()
+	_, err = FetchManifest(context.Background(), src, false, "")
+	if err == nil || !strings.Contains(err.Error(), "cannot reach") {
+		t.Errorf("no server: %v", err)
+	}
+	if _, err := OpenSource("ftp://x/"); err == nil {
+		t.Error("ftp accepted")
+	}
+	if _, err := OpenSource("/nonexistent/dir"); err == nil {
+		t.Error("missing dir accepted")
+	}
+}
