@@ -1,0 +1,192 @@
+package xfs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+)
+
+// device is the partition being formatted: writes, optional reads back, and the bookkeeping
+// that lets ensureZero skip what is zero already or written anyway.
+type device struct {
+	w          io.WriterAt
+	r          io.ReaderAt // nil: cannot read back, zero by writing
+	size       int64
+	gran       int                                    // sector size: the unit of reads and writes
+	dataRanges func(off, n int64) ([][2]int64, error) // nil: everything may hold data
+	covered    [][2]int64                             // byte ranges written with metadata later
+	written    int64                                  // bytes written, for tests and benchmarks
+}
+
+const chunk = 1 << 20
+
+var zeros = make([]byte, chunk)
+
+func (d *device) writeAt(b []byte, off int64) error {
+	if off < 0 || off+int64(len(b)) > d.size {
+		return fmt.Errorf("internal error: write of %d bytes at %d outside the %d-byte partition", len(b), off, d.size)
+	}
+	if _, err := d.w.WriteAt(b, off); err != nil {
+		return fmt.Errorf("writing %d bytes at offset %d: %w", len(b), off, err)
+	}
+	d.written += int64(len(b))
+	return nil
+}
+
+// write writes pieces in offset order, merging neighbours into one request.
+func (d *device) write(ps []piece) error {
+	ps = append([]piece(nil), ps...)
+	sort.Slice(ps, func(i, j int) bool { return ps[i].off < ps[j].off })
+	for i := 0; i < len(ps); {
+		off, buf := ps[i].off, ps[i].data
+		j := i + 1
+		for ; j < len(ps) && ps[j].off == off+int64(len(buf)); j++ {
+			if j == i+1 {
+				buf = append([]byte(nil), buf...)
+			}
+			buf = append(buf, ps[j].data...)
+		}
+		if err := d.writeAt(buf, off); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+func (d *device) sync() error {
+	if s, ok := d.w.(interface{ Sync() error }); ok {
+		if err := s.Sync(); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	return nil
+}
+
+// isCovered reports whether the sector at off will be overwritten by metadata anyway.
+func (d *device) isCovered(off int64) bool {
+	for _, c := range d.covered {
+		if off >= c[0] && off+int64(d.gran) <= c[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// ensureZero makes [off, off+n) read as zeros, writing only sectors that do not read as zero
+// (and are not about to be overwritten by metadata). Both ends must be sector aligned.
+func (d *device) ensureZero(off, n int64) error {
+	if n <= 0 {
+		return nil
+	}
+	if off%int64(d.gran) != 0 || n%int64(d.gran) != 0 {
+		return fmt.Errorf("internal error: zeroing [%d, +%d) not aligned to %d-byte sectors", off, n, d.gran)
+	}
+	if d.r == nil {
+		return d.zeroRange(off, n)
+	}
+	ranges := [][2]int64{{off, off + n}}
+	if d.dataRanges != nil {
+		var err error
+		if ranges, err = d.dataRanges(off, n); err != nil {
+			return err
+		}
+	}
+	buf := make([]byte, chunk)
+	for _, rg := range ranges {
+		// Data ranges come from the filesystem in its block size; widen them to sectors.
+		start := rg[0] / int64(d.gran) * int64(d.gran)
+		stop := min(off+n, (rg[1]+int64(d.gran)-1)/int64(d.gran)*int64(d.gran))
+		for pos := max(start, off); pos < stop; {
+			m := min(int64(chunk), stop-pos)
+			b := buf[:m]
+			if _, err := d.r.ReadAt(b, pos); err != nil && !(errors.Is(err, io.EOF) && pos+m >= d.size) {
+				return fmt.Errorf("reading %d bytes at offset %d: %w", m, pos, err)
+			}
+			if !bytes.Equal(b, zeros[:m]) {
+				if err := d.zeroDirty(b, pos); err != nil {
+					return err
+				}
+			}
+			pos += m
+		}
+	}
+	return nil
+}
+
+// zeroDirty writes zeros over the runs of non-zero sectors of b, read from pos.
+func (d *device) zeroDirty(b []byte, pos int64) error {
+	g := d.gran
+	runStart := -1
+	flush := func(end int) error {
+		if runStart < 0 {
+			return nil
+		}
+		err := d.zeroRange(pos+int64(runStart), int64(end-runStart))
+		runStart = -1
+		return err
+	}
+	for s := 0; s < len(b); s += g {
+		dirty := !bytes.Equal(b[s:s+g], zeros[:g]) && !d.isCovered(pos+int64(s))
+		if dirty && runStart < 0 {
+			runStart = s
+		}
+		if !dirty {
+			if err := flush(s); err != nil {
+				return err
+			}
+		}
+	}
+	return flush(len(b))
+}
+
+// zeroRange writes zeros over [off, off+n), except sectors that metadata will overwrite.
+func (d *device) zeroRange(off, n int64) error {
+	for pos := off; pos < off+n; {
+		if d.isCovered(pos) {
+			pos += int64(d.gran)
+			continue
+		}
+		end := pos
+		for end < off+n && end-pos < chunk && !d.isCovered(end) {
+			end += int64(d.gran)
+		}
+		if err := d.writeAt(zeros[:end-pos], pos); err != nil {
+			return err
+		}
+		pos = end
+	}
+	return nil
+}
+
+// oldSecondaries reads the superblock an older XFS left at the start and returns the offsets
+// of its secondary superblocks, so that they can be erased.
+func (d *device) oldSecondaries() ([]int64, error) {
+	if d.r == nil {
+		return nil, nil
+	}
+	sb := make([]byte, 512)
+	if _, err := d.r.ReadAt(sb, 0); err != nil {
+		return nil, fmt.Errorf("reading the old superblock: %w", err)
+	}
+	be := binary.BigEndian
+	if be.Uint32(sb) != 0x58465342 {
+		return nil, nil
+	}
+	bsize, agblocks, agcount := int64(be.Uint32(sb[4:])), int64(be.Uint32(sb[84:])), int64(be.Uint32(sb[88:]))
+	if bsize < 512 || bsize > 65536 || bsize&(bsize-1) != 0 || agblocks == 0 || agcount > 1<<20 {
+		return nil, nil // not a superblock we can trust
+	}
+	var offs []int64
+	for ag := int64(1); ag < agcount; ag++ {
+		off := ag * agblocks * bsize
+		if off%int64(d.gran) != 0 || off+int64(d.gran) > d.size {
+			break
+		}
+		offs = append(offs, off)
+	}
+	return offs, nil
+}

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package xfs
+
+import "io"
+
+func dataRangesFunc(io.ReaderAt) func(off, n int64) ([][2]int64, error) { return nil }
+
+func deviceSectorSize(io.WriterAt) int { return 512 }
