@@ -61,7 +61,7 @@ func (g geometry) String() string {
 // filesystem of size bytes (fatgen103, p. 20): 512 B up to 260 MiB, 4 KiB up to 8 GiB, then
 // doubling up to 32 KiB above 32 GiB.
 func fat32ClusterBytes(size int64) int {
-	mb := size >> 20
+	mb := (size + 1<<20 - 1) >> 20 // mkfs.fat rounds up to whole MiB
 	switch {
 	case mb > 32<<10:
 		return 32 << 10
