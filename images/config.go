@@ -1,0 +1,376 @@
+// Package images assembles piboot's flashable disk images: from an image.conf and
+// build-time repart.d definitions it plans a GPT layout sized exactly to its partitions,
+// writes the ESP (systemd-boot, the UKI, loader.conf, Raspberry Pi firmware) with the vfat
+// writer and the store with the squashfs writer straight into the image file at their
+// offsets, leaves the spare A/B slot sparse, and emits the split partition files, zstd copies
+// and the update directory that sysupdate consumes. It needs no root, loop devices, mounts or
+// external tools, and the same inputs give the same bytes.
+package images
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/coreos/go-systemd/v22/unit"
+)
+
+// Config is an image.conf, with paths made absolute and specifiers expanded.
+type Config struct {
+	File string // the image.conf it came from, for messages
+
+	// [Image]
+	ID           string // image id: output names, IMAGE_ID (default "piboot")
+	Version      string // IMAGE_VERSION, the suffix of the store label (default "v0")
+	Architecture string // Debian architecture: arm64 or amd64
+	Seed         string // optional: seeds the derived GUIDs instead of ID and Version
+
+	// [Kernel]
+	Linux       string   // kernel image (EFI stub; uncompressed on arm64)
+	Initrd      string   // initramfs built by `piboot initrd` (cpio.zst)
+	Stub        string   // systemd's linux<efiarch>.efi.stub
+	CommandLine []string // joined with spaces; piboot.store= and init= are added
+	DTB         string   // optional device tree for the UKI's .dtb
+
+	// [Boot]
+	SystemdBoot string   // systemd-boot<efiarch>.efi, installed as the ESP's default loader
+	LoaderConf  []string // lines of /loader/loader.conf (default "timeout 5")
+
+	// [Firmware]
+	RPi4UEFI      string // RPi4 UEFI firmware zip or directory (optional)
+	RaspiFirmware string // Debian raspi-firmware .deb or tree (optional)
+	ConfigTxt     string // replaces the firmware's config.txt (optional)
+
+	// [Store]
+	Tree       string   // directory whose contents become the store filesystem
+	Init       string   // init= path in the booted root (e.g. /nix/store/bin/piboot-demo)
+	MountPoint string   // where the store is mounted in the root; default /nix/store
+	OSRelease  []string // extra os-release lines (KEY=value)
+
+	// [Partitions]
+	Definitions string // build-time repart.d directory (default repart.d next to image.conf)
+}
+
+// Override is one setting given outside the file, e.g. on the command line.
+type Override struct {
+	Section, Key, Value string
+}
+
+// EFIArch returns systemd's EFI architecture suffix for a Debian architecture (aa64, x64).
+func EFIArch(arch string) string {
+	return map[string]string{"arm64": "aa64", "amd64": "x64", "armhf": "arm", "i386": "ia32", "riscv64": "riscv64"}[arch]
+}
+
+// GPTArch returns the architecture name systemd uses in partition type names.
+func GPTArch(arch string) string {
+	return map[string]string{"arm64": "arm64", "amd64": "x86-64", "armhf": "arm", "i386": "x86", "riscv64": "riscv64"}[arch]
+}
+
+type key struct {
+	multi bool // may repeat; an empty assignment resets the list
+	path  bool // a file or directory, relative to image.conf's directory
+	set   func(c *Config, v string)
+	get   func(c *Config) *[]string
+}
+
+func str(f func(c *Config) *string, path bool) key {
+	return key{path: path, set: func(c *Config, v string) { *f(c) = v }}
+}
+
+func list(f func(c *Config) *[]string) key {
+	return key{multi: true, get: f}
+}
+
+var schema = map[string]map[string]key{
+	"Image": {
+		"Id":           str(func(c *Config) *string { return &c.ID }, false),
+		"Version":      str(func(c *Config) *string { return &c.Version }, false),
+		"Architecture": str(func(c *Config) *string { return &c.Architecture }, false),
+		"Seed":         str(func(c *Config) *string { return &c.Seed }, false),
+	},
+	"Kernel": {
+		"Linux":       str(func(c *Config) *string { return &c.Linux }, true),
+		"Initrd":      str(func(c *Config) *string { return &c.Initrd }, true),
+		"Stub":        str(func(c *Config) *string { return &c.Stub }, true),
+		"DeviceTree":  str(func(c *Config) *string { return &c.DTB }, true),
+		"CommandLine": list(func(c *Config) *[]string { return &c.CommandLine }),
+	},
+	"Boot": {
+		"SystemdBoot": str(func(c *Config) *string { return &c.SystemdBoot }, true),
+		"LoaderConf":  list(func(c *Config) *[]string { return &c.LoaderConf }),
+	},
+	"Firmware": {
+		"RPi4UEFI":      str(func(c *Config) *string { return &c.RPi4UEFI }, true),
+		"RaspiFirmware": str(func(c *Config) *string { return &c.RaspiFirmware }, true),
+		"ConfigTxt":     str(func(c *Config) *string { return &c.ConfigTxt }, true),
+	},
+	"Store": {
+		"Tree":       str(func(c *Config) *string { return &c.Tree }, true),
+		"Init":       str(func(c *Config) *string { return &c.Init }, false),
+		"MountPoint": str(func(c *Config) *string { return &c.MountPoint }, false),
+		"OSRelease":  list(func(c *Config) *[]string { return &c.OSRelease }),
+	},
+	"Partitions": {
+		"Definitions": str(func(c *Config) *string { return &c.Definitions }, true),
+	},
+}
+
+// optionLines finds the line number of each option go-systemd's parser returns, in order:
+// the parser itself keeps none, and every error must name file and line.
+func optionLines(data []byte) []int {
+	var lines []int
+	cont := false
+	for i, l := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(strings.TrimSuffix(l, "\r"))
+		wasCont := cont
+		cont = strings.HasSuffix(t, "\\")
+		if wasCont || t == "" || t[0] == '#' || t[0] == ';' || t[0] == '[' {
+			if t != "" && (t[0] == '#' || t[0] == ';') {
+				cont = false
+			}
+			continue
+		}
+		lines = append(lines, i+1)
+	}
+	return lines
+}
+
+// LoadConfig reads an image.conf, applies overrides (which win over the file), fills in
+// defaults and checks the result. Relative paths are relative to the file's directory.
+func LoadConfig(file string, overrides []Override) (*Config, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return ParseConfig(file, data, overrides)
+}
+
+// ParseConfig is LoadConfig on data already read from file.
+func ParseConfig(file string, data []byte, overrides []Override) (*Config, error) {
+	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	lines := optionLines(data)
+	if len(lines) != len(opts) {
+		lines = nil // an unusual layout: report without line numbers rather than wrong ones
+	}
+	c := &Config{File: file}
+	dir := filepath.Dir(file)
+	type raw struct {
+		where string
+		sec   string
+		k     key
+		name  string
+		value string
+	}
+	var all []raw
+	for i, o := range opts {
+		where := file
+		if lines != nil {
+			where = fmt.Sprintf("%s:%d", file, lines[i])
+		}
+		keys, ok := schema[o.Section]
+		if !ok {
+			return nil, fmt.Errorf("%s: unknown section [%s]", where, o.Section)
+		}
+		k, ok := keys[o.Name]
+		if !ok {
+			return nil, fmt.Errorf("%s: unknown key %s= in [%s]", where, o.Name, o.Section)
+		}
+		all = append(all, raw{where, o.Section, k, o.Name, o.Value})
+	}
+	for _, o := range overrides {
+		where := fmt.Sprintf("override %s.%s", o.Section, o.Key)
+		k, ok := schema[o.Section][o.Key]
+		if !ok {
+			return nil, fmt.Errorf("%s: unknown setting", where)
+		}
+		all = append(all, raw{where, o.Section, k, o.Key, o.Value})
+	}
+	// [Image] first: the specifiers of every other value depend on it.
+	apply := func(r raw) error {
+		v, err := c.expand(r.value)
+		if err != nil {
+			return fmt.Errorf("%s: %s=%s: %w", r.where, r.name, r.value, err)
+		}
+		switch {
+		case r.k.multi:
+			p := r.k.get(c)
+			if v == "" {
+				*p = nil
+			} else {
+				*p = append(*p, v)
+			}
+		case r.k.path && v != "" && !filepath.IsAbs(v) && !strings.HasPrefix(r.where, "override"):
+			r.k.set(c, filepath.Join(dir, v))
+		case r.k.path && v != "" && !filepath.IsAbs(v):
+			abs, err := filepath.Abs(v)
+			if err != nil {
+				return err
+			}
+			r.k.set(c, abs)
+		default:
+			r.k.set(c, v)
+		}
+		return nil
+	}
+	for _, pass := range []bool{true, false} {
+		for _, r := range all {
+			if (r.sec == "Image") == pass {
+				if err := apply(r); err != nil {
+					return nil, err
+				}
+			}
+			if pass && r.sec == "Image" {
+				if err := c.checkImage(r.where); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if pass {
+			c.defaults()
+		}
+	}
+	if c.Definitions == "" {
+		c.Definitions = filepath.Join(dir, "repart.d")
+	}
+	if len(c.LoaderConf) == 0 {
+		c.LoaderConf = []string{"timeout 5"}
+	}
+	if c.MountPoint == "" {
+		c.MountPoint = "/nix/store"
+	}
+	return c, c.check()
+}
+
+func (c *Config) defaults() {
+	if c.ID == "" {
+		c.ID = "piboot"
+	}
+	if c.Version == "" {
+		c.Version = "v0"
+	}
+	if c.Architecture == "" {
+		c.Architecture = "arm64"
+	}
+}
+
+// Versions and ids become file names, GPT labels and sysupdate @v values.
+var (
+	versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.,_+-]*$`)
+	idRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+)
+
+func (c *Config) checkImage(where string) error {
+	switch {
+	case c.ID != "" && !idRE.MatchString(c.ID):
+		return fmt.Errorf("%s: Id=%s: only letters, digits, '.', '_' and '-' are allowed", where, c.ID)
+	case c.Version != "" && !versionRE.MatchString(c.Version):
+		return fmt.Errorf("%s: Version=%s: a sysupdate version is letters, digits and .,_+-", where, c.Version)
+	case c.Version != "" && strings.Contains(c.Version, "_"):
+		// <id>_<version> names are split at the first '_' by sysupdate patterns.
+		return fmt.Errorf("%s: Version=%s: must not contain '_'", where, c.Version)
+	case c.Architecture != "" && EFIArch(c.Architecture) == "":
+		return fmt.Errorf("%s: Architecture=%s: unknown (arm64, amd64, armhf, i386, riscv64)", where, c.Architecture)
+	}
+	return nil
+}
+
+// expand replaces the specifiers %i (id), %v (version), %a (Debian architecture), %e (EFI
+// architecture, e.g. aa64), %C (piboot's download cache) and %%.
+func (c *Config) expand(s string) (string, error) {
+	if !strings.Contains(s, "%") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 == len(s) {
+			return "", fmt.Errorf("specifier %% at the end")
+		}
+		i++
+		switch s[i] {
+		case 'i':
+			b.WriteString(c.ID)
+		case 'v':
+			b.WriteString(c.Version)
+		case 'a':
+			b.WriteString(c.Architecture)
+		case 'e':
+			b.WriteString(EFIArch(c.Architecture))
+		case 'C':
+			b.WriteString(CacheDir())
+		case '%':
+			b.WriteByte('%')
+		default:
+			return "", fmt.Errorf("unknown specifier %%%c (known: %%i %%v %%a %%e %%C %%%%)", s[i])
+		}
+	}
+	return b.String(), nil
+}
+
+func (c *Config) check() error {
+	need := []struct{ key, val string }{
+		{"[Kernel] Linux", c.Linux}, {"[Kernel] Initrd", c.Initrd}, {"[Kernel] Stub", c.Stub},
+		{"[Boot] SystemdBoot", c.SystemdBoot}, {"[Store] Tree", c.Tree}, {"[Store] Init", c.Init},
+	}
+	for _, n := range need {
+		if n.val == "" {
+			return fmt.Errorf("%s: %s= is required", c.File, n.key)
+		}
+	}
+	if !strings.HasPrefix(c.Init, "/") {
+		return fmt.Errorf("%s: [Store] Init=%s must be an absolute path in the booted root", c.File, c.Init)
+	}
+	if !strings.HasPrefix(c.MountPoint, "/") {
+		return fmt.Errorf("%s: [Store] MountPoint=%s must be absolute", c.File, c.MountPoint)
+	}
+	for _, l := range c.OSRelease {
+		k, _, ok := strings.Cut(l, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\"") {
+			return fmt.Errorf("%s: [Store] OSRelease=%s: want KEY=value", c.File, l)
+		}
+	}
+	return nil
+}
+
+// SourceDateEpoch returns $SOURCE_DATE_EPOCH (the time stamped on every file of the image),
+// or 0 when unset, so that builds stay reproducible by default.
+func SourceDateEpoch() (int64, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a non-negative number of seconds", v)
+	}
+	return n, nil
+}
+
+// readAll reads a file named in the config, with the key in the error.
+func readInput(what, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return b, nil
+}
+
+// CacheDir is where scripts/deps.sh caches Debian's kernels and systemd-boot ($PIBOOT_CACHE,
+// default ~/.cache/piboot): the %C specifier.
+func CacheDir() string {
+	if c := os.Getenv("PIBOOT_CACHE"); c != "" {
+		return c
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "piboot")
+}
