@@ -1,0 +1,553 @@
+package ext4
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Options describe the filesystem to make. The zero value gives mkfs.ext4's defaults with
+// systemd-repart's 0 % reserved blocks, a random UUID and hash seed, and the current time.
+type Options struct {
+	Label           string    // volume label, at most 16 bytes
+	UUID            uuid.UUID // filesystem UUID; random if zero
+	HashSeed        uuid.UUID // directory hash seed; random if zero
+	ReservedPercent float64   // blocks reserved for root, 0 .. 50 (systemd-repart uses 0)
+	InodeRatio      int       // bytes per inode; 0 picks mke2fs's default for the size
+	JournalBlocks   int       // journal size in 4 KiB blocks; 0 sizes it like mkfs.ext4
+	SectorSize      int       // logical sector size of the device: 0 (512), 512 or 4096
+	Time            time.Time // creation time of the filesystem and its two directories; now if zero
+	// DeferInodeTableZeroing leaves the inode tables for the kernel to zero in the
+	// background after the first mount, as mkfs.ext4 -E lazy_itable_init=1 does (see the
+	// package documentation for why the default does not).
+	DeferInodeTableZeroing bool
+}
+
+// Feature bits this writer sets.
+const (
+	compatHasJournal  = 0x4
+	compatExtAttr     = 0x8
+	compatResizeInode = 0x10
+	compatDirIndex    = 0x20
+
+	incompatFiletype = 0x2
+	incompatExtents  = 0x40
+	incompat64bit    = 0x80
+	incompatFlexBG   = 0x200
+
+	roSparseSuper  = 0x1
+	roLargeFile    = 0x2
+	roHugeFile     = 0x8
+	roDirNlink     = 0x20
+	roExtraIsize   = 0x40
+	roMetadataCsum = 0x400
+)
+
+const (
+	rootIno    = 2
+	resizeIno  = 7
+	journalIno = 8
+	lpfIno     = 11
+
+	extentsFl   = 0x80000
+	extentMagic = 0xF30A
+	jbd2Magic   = 0xC03B3998
+	extraIsize  = 32
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// crc is the kernel's crc32c_le: no inversion on the way in or out.
+func crc(seed uint32, p []byte) uint32 { return ^crc32.Update(^seed, castagnoli, p) }
+
+var le = binary.LittleEndian
+var be = binary.BigEndian
+
+// Format writes an empty ext4 filesystem of size bytes into w, starting at offset 0. It writes
+// only metadata (a few MiB at any size) and never outside [0, size).
+func Format(w io.WriterAt, size int64, opts Options) error {
+	ss := opts.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
+	if ss != 512 && ss != 4096 {
+		return fmt.Errorf("ext4: sector size %d not supported (512 or 4096)", ss)
+	}
+	if size%int64(ss) != 0 {
+		return fmt.Errorf("ext4: size %d is not a multiple of the %d-byte sector", size, ss)
+	}
+	if len(opts.Label) > 16 {
+		return fmt.Errorf("ext4: label %q is longer than 16 bytes", opts.Label)
+	}
+	l, err := planLayout(size, &opts)
+	if err != nil {
+		return err
+	}
+	if opts.UUID == uuid.Nil {
+		opts.UUID = uuid.New()
+	}
+	if opts.HashSeed == uuid.Nil {
+		opts.HashSeed = uuid.New()
+	}
+	if opts.Time.IsZero() {
+		opts.Time = time.Now()
+	}
+	var seq [4]byte
+	for be.Uint32(seq[:]) == 0 {
+		if _, err := rand.Read(seq[:]); err != nil {
+			return fmt.Errorf("ext4: journal sequence: %w", err)
+		}
+	}
+	f := &formatter{l: l, o: &opts, seed: crc(^uint32(0), opts.UUID[:]), jseq: be.Uint32(seq[:])}
+	return f.write(w)
+}
+
+type formatter struct {
+	l      *layout
+	o      *Options
+	seed   uint32 // metadata_csum seed: crc32c of the UUID
+	jseq   uint32
+	leaf   []byte // the journal's extent leaf block, if it needs one
+	writes []blockWrite
+}
+
+type blockWrite struct {
+	block uint64
+	data  []byte // a whole number of blocks
+}
+
+func (f *formatter) put(block uint64, data []byte) {
+	f.writes = append(f.writes, blockWrite{block, data})
+}
+
+func (f *formatter) write(w io.WriterAt) error {
+	l := f.l
+	gdt := f.descriptors()
+	inodes := f.inodeBlock()
+	// The superblock is written last within block 0 so that a crash midway leaves no
+	// half-made filesystem that blkid would recognise; the rest goes in ascending order.
+	for _, g := range l.groups {
+		if !g.backup || g.start == 0 {
+			continue
+		}
+		blk := make([]byte, blockSize)
+		copy(blk, f.superblock(uint16(g.start/blocksPerGroup)))
+		f.put(g.start, blk)
+		f.put(g.start+1, gdt)
+	}
+	f.put(1, gdt)
+	f.resizeInode()
+	f.bitmaps()
+	f.put(l.groups[0].inodeTable, inodes)
+	f.directories()
+	f.journal()
+	sort.Slice(f.writes, func(i, j int) bool { return f.writes[i].block < f.writes[j].block })
+	// Coalesce neighbouring blocks into writes of up to 1 MiB.
+	const maxWrite = 1 << 20
+	var buf []byte
+	var bufStart uint64
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		_, err := w.WriteAt(buf, int64(bufStart)*blockSize)
+		buf = buf[:0]
+		if err != nil {
+			return fmt.Errorf("ext4: writing block %d: %w", bufStart, err)
+		}
+		return nil
+	}
+	for _, wr := range f.writes {
+		if len(buf) > 0 && (bufStart+uint64(len(buf)/blockSize) != wr.block || len(buf)+len(wr.data) > maxWrite) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if len(buf) == 0 {
+			bufStart = wr.block
+		}
+		buf = append(buf, wr.data...)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	// Block 0: wipe the boot sector and any old signature in it, then the superblock.
+	blk := make([]byte, blockSize)
+	copy(blk[1024:], f.superblock(0))
+	if _, err := w.WriteAt(blk, 0); err != nil {
+		return fmt.Errorf("ext4: writing the superblock: %w", err)
+	}
+	return nil
+}
+
+func putUUID(dst []byte, u uuid.UUID) { copy(dst, u[:]) }
+
+// superblock returns the 1024-byte superblock as stored in group g (0 for the primary).
+func (f *formatter) superblock(g uint16) []byte {
+	l, o := f.l, f.o
+	sb := make([]byte, 1024)
+	t := uint32(o.Time.Unix())
+	le.PutUint32(sb[0x0:], uint32(l.inodes()))
+	le.PutUint32(sb[0x4:], uint32(l.blocks))
+	le.PutUint32(sb[0x8:], uint32(l.reserved))
+	free := l.freeBlocks()
+	le.PutUint32(sb[0xC:], uint32(free))
+	le.PutUint32(sb[0x10:], uint32(l.inodes()-firstIno))
+	le.PutUint32(sb[0x14:], 0) // first data block
+	le.PutUint32(sb[0x18:], 2) // log2(4096) - 10
+	le.PutUint32(sb[0x1C:], 2)
+	le.PutUint32(sb[0x20:], blocksPerGroup)
+	le.PutUint32(sb[0x24:], blocksPerGroup)
+	le.PutUint32(sb[0x28:], l.inodesPerGrp)
+	le.PutUint32(sb[0x30:], t)      // wtime
+	le.PutUint16(sb[0x36:], 0xFFFF) // max mount count -1: no forced checks
+	le.PutUint16(sb[0x38:], 0xEF53)
+	le.PutUint16(sb[0x3A:], 1) // clean
+	le.PutUint16(sb[0x3C:], 1) // errors=continue
+	le.PutUint32(sb[0x40:], t) // lastcheck
+	le.PutUint32(sb[0x4C:], 1) // dynamic revision
+	le.PutUint32(sb[0x54:], firstIno)
+	le.PutUint16(sb[0x58:], inodeSize)
+	le.PutUint16(sb[0x5A:], g)
+	le.PutUint32(sb[0x5C:], compatHasJournal|compatExtAttr|compatResizeInode|compatDirIndex)
+	le.PutUint32(sb[0x60:], incompatFiletype|incompatExtents|incompat64bit|incompatFlexBG)
+	le.PutUint32(sb[0x64:], roSparseSuper|roLargeFile|roHugeFile|roDirNlink|roExtraIsize|roMetadataCsum)
+	putUUID(sb[0x68:], o.UUID)
+	copy(sb[0x78:0x88], o.Label)
+	le.PutUint16(sb[0xCE:], uint16(l.rsvGDT))
+	le.PutUint32(sb[0xE0:], journalIno)
+	copy(sb[0xEC:0xFC], o.HashSeed[:])
+	sb[0xFC] = 1 // half_md4
+	sb[0xFD] = 1 // s_jnl_blocks holds a copy of the journal inode's block map
+	le.PutUint16(sb[0xFE:], descSize)
+	le.PutUint32(sb[0x100:], 0x4|0x8) // user_xattr, acl
+	le.PutUint32(sb[0x108:], t)       // mkfs time
+	ji := f.journalInode()
+	copy(sb[0x10C:0x10C+60], ji[0x28:0x28+60])
+	le.PutUint32(sb[0x10C+60:], le.Uint32(ji[0x6C:]))
+	le.PutUint32(sb[0x10C+64:], le.Uint32(ji[0x4:]))
+	le.PutUint32(sb[0x150:], uint32(l.blocks>>32))
+	le.PutUint32(sb[0x154:], uint32(l.reserved>>32))
+	le.PutUint32(sb[0x158:], uint32(free>>32))
+	le.PutUint16(sb[0x15C:], extraIsize)
+	le.PutUint16(sb[0x15E:], extraIsize)
+	le.PutUint32(sb[0x160:], 0x1) // signed directory hash, as mke2fs on x86 and on the kernel side
+	sb[0x174] = logFlexGroups
+	sb[0x175] = 1 // crc32c
+	hi := byte(o.Time.Unix() >> 32)
+	sb[0x274], sb[0x276], sb[0x277] = hi, hi, hi // wtime, mkfs_time, lastcheck: bits 32-39
+	le.PutUint32(sb[0x3FC:], crc(^uint32(0), sb[:0x3FC]))
+	return sb
+}
+
+func (f *formatter) descriptors() []byte {
+	l := f.l
+	buf := make([]byte, l.descBlocks*blockSize)
+	for g := range l.groups {
+		gr := &l.groups[g]
+		d := buf[g*descSize : (g+1)*descSize]
+		le.PutUint32(d[0x0:], uint32(gr.blockBitmap))
+		le.PutUint32(d[0x4:], uint32(gr.inodeBitmap))
+		le.PutUint32(d[0x8:], uint32(gr.inodeTable))
+		le.PutUint16(d[0xC:], uint16(gr.freeBlocks))
+		le.PutUint16(d[0xE:], uint16(gr.freeInodes))
+		le.PutUint16(d[0x10:], uint16(gr.usedDirs))
+		le.PutUint16(d[0x12:], gr.flags)
+		le.PutUint16(d[0x1C:], uint16(gr.itableUnused))
+		le.PutUint32(d[0x20:], uint32(gr.blockBitmap>>32))
+		le.PutUint32(d[0x24:], uint32(gr.inodeBitmap>>32))
+		le.PutUint32(d[0x28:], uint32(gr.inodeTable>>32))
+		le.PutUint16(d[0x2C:], uint16(gr.freeBlocks>>16))
+		le.PutUint16(d[0x2E:], uint16(gr.freeInodes>>16))
+		le.PutUint16(d[0x30:], uint16(gr.usedDirs>>16))
+		le.PutUint16(d[0x32:], uint16(gr.itableUnused>>16))
+		if gr.flags&bgBlockUninit == 0 {
+			c := crc(f.seed, f.blockBitmap(g))
+			le.PutUint16(d[0x18:], uint16(c))
+			le.PutUint16(d[0x38:], uint16(c>>16))
+		}
+		if gr.flags&bgInodeUninit == 0 {
+			c := crc(f.seed, f.inodeBitmap(g)[:l.inodesPerGrp/8])
+			le.PutUint16(d[0x1A:], uint16(c))
+			le.PutUint16(d[0x3A:], uint16(c>>16))
+		}
+		var gb [4]byte
+		le.PutUint32(gb[:], uint32(g))
+		c := crc(f.seed, gb[:])
+		c = crc(c, d[:0x1E])
+		c = crc(c, []byte{0, 0})
+		c = crc(c, d[0x20:])
+		le.PutUint16(d[0x1E:], uint16(c))
+	}
+	return buf
+}
+
+// blockBitmap builds group g's block bitmap from the layout's used runs; bits past the end of
+// a short last group are set, as the kernel expects.
+func (f *formatter) blockBitmap(g int) []byte {
+	l := f.l
+	gr := &l.groups[g]
+	bm := make([]byte, blockSize)
+	end := gr.start + gr.blocks
+	i := sort.Search(len(l.used.runs), func(i int) bool { return l.used.runs[i].end() > gr.start })
+	for ; i < len(l.used.runs) && l.used.runs[i].start < end; i++ {
+		r := l.used.runs[i]
+		for b := max(r.start, gr.start); b < min(r.end(), end); b++ {
+			o := b - gr.start
+			bm[o/8] |= 1 << (o % 8)
+		}
+	}
+	for o := gr.blocks; o < blocksPerGroup; o++ {
+		bm[o/8] |= 1 << (o % 8)
+	}
+	return bm
+}
+
+// inodeBitmap builds group g's inode bitmap: group 0 has the reserved inodes and lost+found;
+// the padding after inodes_per_group is all ones like the kernel writes it.
+func (f *formatter) inodeBitmap(g int) []byte {
+	bm := make([]byte, blockSize)
+	if g == 0 {
+		for i := 0; i < firstIno; i++ {
+			bm[i/8] |= 1 << (i % 8)
+		}
+	}
+	for i := int(f.l.inodesPerGrp); i < blockSize*8; i++ {
+		bm[i/8] |= 1 << (i % 8)
+	}
+	return bm
+}
+
+func (f *formatter) bitmaps() {
+	l := f.l
+	for g := range l.groups {
+		gr := &l.groups[g]
+		if gr.flags&bgBlockUninit == 0 {
+			f.put(gr.blockBitmap, f.blockBitmap(g))
+		}
+		if gr.flags&bgInodeUninit == 0 {
+			f.put(gr.inodeBitmap, f.inodeBitmap(g))
+		}
+	}
+}
+
+// inodeSeed is the per-inode checksum seed of metadata_csum (generation is always 0 here).
+func (f *formatter) inodeSeed(ino uint32) uint32 {
+	var b [4]byte
+	le.PutUint32(b[:], ino)
+	c := crc(f.seed, b[:])
+	le.PutUint32(b[:], 0)
+	return crc(c, b[:])
+}
+
+// newInode returns a 256-byte inode with the timestamps set.
+func (f *formatter) newInode(mode uint16, links uint16, size uint64, sectors uint64, flags uint32) []byte {
+	in := make([]byte, inodeSize)
+	t := f.o.Time.Unix()
+	le.PutUint16(in[0x0:], mode)
+	le.PutUint32(in[0x4:], uint32(size))
+	for _, off := range []int{0x8, 0xC, 0x10, 0x90} { // atime ctime mtime crtime
+		le.PutUint32(in[off:], uint32(t))
+	}
+	// The *_extra fields carry bits 32-33 of the seconds and the nanoseconds.
+	extra := uint32((t>>32)&3) | uint32(f.o.Time.Nanosecond())<<2
+	for _, off := range []int{0x84, 0x88, 0x8C, 0x94} {
+		le.PutUint32(in[off:], extra)
+	}
+	le.PutUint16(in[0x1A:], links)
+	le.PutUint32(in[0x1C:], uint32(sectors))
+	le.PutUint16(in[0x74:], uint16(sectors>>32))
+	le.PutUint32(in[0x20:], flags)
+	le.PutUint32(in[0x6C:], uint32(size>>32))
+	le.PutUint16(in[0x80:], extraIsize)
+	return in
+}
+
+func (f *formatter) sealInode(ino uint32, in []byte) {
+	in[0x7C], in[0x7D], in[0x82], in[0x83] = 0, 0, 0, 0
+	c := crc(f.inodeSeed(ino), in)
+	le.PutUint16(in[0x7C:], uint16(c))
+	if le.Uint16(in[0x80:]) >= 4 {
+		le.PutUint16(in[0x82:], uint16(c>>16))
+	}
+}
+
+// extentRoot fills i_block with an extent tree over exts (logical blocks from 0), inline for
+// up to four extents, else an index pointing at leaf.
+func extentRoot(iblock []byte, exts []extent, leaf uint64) []byte {
+	le.PutUint16(iblock[0:], extentMagic)
+	le.PutUint16(iblock[4:], 4)
+	if len(exts) <= 4 {
+		le.PutUint16(iblock[2:], uint16(len(exts)))
+		putExtents(iblock[12:], exts)
+		return nil
+	}
+	le.PutUint16(iblock[2:], 1)
+	le.PutUint16(iblock[6:], 1) // depth
+	le.PutUint32(iblock[12:], 0)
+	le.PutUint32(iblock[16:], uint32(leaf))
+	le.PutUint16(iblock[20:], uint16(leaf>>32))
+	blk := make([]byte, blockSize)
+	le.PutUint16(blk[0:], extentMagic)
+	le.PutUint16(blk[2:], uint16(len(exts)))
+	le.PutUint16(blk[4:], (blockSize-12)/12)
+	putExtents(blk[12:], exts)
+	return blk
+}
+
+func putExtents(dst []byte, exts []extent) {
+	var logical uint32
+	for i, e := range exts {
+		x := dst[12*i:]
+		le.PutUint32(x[0:], logical)
+		le.PutUint16(x[4:], uint16(e.len))
+		le.PutUint16(x[6:], uint16(e.start>>32))
+		le.PutUint32(x[8:], uint32(e.start))
+		logical += uint32(e.len)
+	}
+}
+
+func (f *formatter) journalInode() []byte {
+	l := f.l
+	sectors := l.journalBlocks * (blockSize / 512)
+	if l.journalLeaf != 0 {
+		sectors += blockSize / 512
+	}
+	in := f.newInode(0o100600, 1, l.journalBlocks*blockSize, sectors, extentsFl)
+	if leaf := extentRoot(in[0x28:0x64], l.journal, l.journalLeaf); leaf != nil {
+		off := 12 + 12*((blockSize-12)/12)
+		le.PutUint32(leaf[off:], crc(f.inodeSeed(journalIno), leaf[:off]))
+		f.leaf = leaf
+	}
+	f.sealInode(journalIno, in)
+	return in
+}
+
+func (f *formatter) journal() {
+	l := f.l
+	js := make([]byte, blockSize)
+	be.PutUint32(js[0x0:], jbd2Magic)
+	be.PutUint32(js[0x4:], 4) // superblock v2
+	be.PutUint32(js[0xC:], blockSize)
+	be.PutUint32(js[0x10:], uint32(l.journalBlocks))
+	be.PutUint32(js[0x14:], 1)        // first log block
+	be.PutUint32(js[0x18:], f.jseq)   // random: see the package documentation
+	be.PutUint32(js[0x28:], 0x2|0x10) // 64bit, csum v3: what the kernel sets at mount anyway
+	putUUID(js[0x30:], f.o.UUID)
+	be.PutUint32(js[0x40:], 1) // one user: this filesystem
+	js[0x50] = 4               // crc32c
+	be.PutUint32(js[0xFC:], crc(^uint32(0), js[:1024]))
+	f.put(l.journal[0].start, js)
+	if l.journalLeaf != 0 {
+		f.put(l.journalLeaf, f.leaf)
+	}
+}
+
+// resizeInode writes the double-indirect block and the primary reserved descriptor blocks,
+// each of which lists its copies in the backup groups, as ext2fs_create_resize_inode does.
+func (f *formatter) resizeInode() {
+	l := f.l
+	if l.rsvGDT == 0 {
+		return
+	}
+	dind := make([]byte, blockSize)
+	for i := uint64(0); i < l.rsvGDT; i++ {
+		primary := 1 + l.descBlocks + i
+		le.PutUint32(dind[4*((l.descBlocks+i)%addrPerBlock):], uint32(primary))
+		ind := make([]byte, blockSize)
+		for k, g := range l.backups {
+			le.PutUint32(ind[4*k:], uint32(uint64(g)*blocksPerGroup+primary))
+		}
+		f.put(primary, ind)
+	}
+	f.put(l.resizeDind, dind)
+}
+
+func (f *formatter) resizeInodeData() []byte {
+	l := f.l
+	if l.rsvGDT == 0 {
+		return make([]byte, inodeSize)
+	}
+	blocks := 1 + l.rsvGDT*(1+uint64(len(l.backups)))
+	size := uint64(addrPerBlock*addrPerBlock+addrPerBlock+12) * blockSize
+	in := f.newInode(0o100600, 1, size, blocks*(blockSize/512), 0)
+	le.PutUint32(in[0x28+13*4:], uint32(l.resizeDind))
+	return in
+}
+
+// inodeBlock returns the first block of group 0's inode table: inodes 1 to 16.
+func (f *formatter) inodeBlock() []byte {
+	l := f.l
+	blk := make([]byte, blockSize)
+	for ino := uint32(1); ino <= blockSize/inodeSize; ino++ {
+		var in []byte
+		switch ino {
+		case 1: // bad blocks: empty
+			in = f.newInode(0, 0, 0, 0, 0)
+		case rootIno:
+			in = f.newInode(0o40755, 3, blockSize, blockSize/512, extentsFl)
+			extentRoot(in[0x28:0x64], []extent{{l.rootDir, 1}}, 0)
+		case resizeIno:
+			in = f.resizeInodeData()
+		case journalIno:
+			in = f.journalInode()
+		case lpfIno:
+			in = f.newInode(0o40700, 2, lpfBlocks*blockSize, lpfBlocks*blockSize/512, extentsFl)
+			extentRoot(in[0x28:0x64], []extent{{l.lpf, lpfBlocks}}, 0)
+		default:
+			if ino > lpfIno {
+				continue // unused inodes stay zero and unchecksummed, like mke2fs leaves them
+			}
+			in = make([]byte, inodeSize) // reserved, unused
+		}
+		f.sealInode(ino, in)
+		copy(blk[(ino-1)*inodeSize:], in)
+	}
+	return blk
+}
+
+// dirBlock lays out entries (inode, name) in one directory block with the checksum tail.
+func (f *formatter) dirBlock(dirIno uint32, entries []dirent) []byte {
+	blk := make([]byte, blockSize)
+	const tail = 12
+	off := 0
+	for i, e := range entries {
+		rec := (8 + len(e.name) + 3) &^ 3
+		if i == len(entries)-1 {
+			rec = blockSize - tail - off
+		}
+		le.PutUint32(blk[off:], e.ino)
+		le.PutUint16(blk[off+4:], uint16(rec))
+		blk[off+6] = byte(len(e.name))
+		if e.ino != 0 {
+			blk[off+7] = 2 // directory
+		}
+		copy(blk[off+8:], e.name)
+		off += rec
+	}
+	t := blk[blockSize-tail:]
+	le.PutUint16(t[4:], tail)
+	t[7] = 0xDE
+	le.PutUint32(t[8:], crc(f.inodeSeed(dirIno), blk[:blockSize-tail]))
+	return blk
+}
+
+type dirent struct {
+	ino  uint32
+	name string
+}
+
+func (f *formatter) directories() {
+	l := f.l
+	f.put(l.rootDir, f.dirBlock(rootIno, []dirent{{rootIno, "."}, {rootIno, ".."}, {lpfIno, "lost+found"}}))
+	f.put(l.lpf, f.dirBlock(lpfIno, []dirent{{lpfIno, "."}, {rootIno, ".."}}))
+	for i := uint64(1); i < lpfBlocks; i++ {
+		f.put(l.lpf+i, f.dirBlock(lpfIno, []dirent{{0, ""}}))
+	}
+}
