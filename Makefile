@@ -5,6 +5,7 @@ OUT     ?= out
 CACHE   ?= $(HOME)/.cache/piboot
 GO      ?= go
 export PIBOOT_CACHE := $(CACHE)
+, := ,
 
 .PHONY: all deps test vet image initrd run bench clean
 
@@ -30,13 +31,42 @@ initrd: deps
 	@echo "initrd: not built yet"; exit 1
 
 # image: the default image of images/demo into $(OUT) (owner: image builder).
-image: deps
-	@mkdir -p $(OUT)
-	@echo "image: not built yet"; exit 1
+#   make image VERSION=v1                              the next version (v0 by default)
+#   make image FIRMWARE=RPi4_UEFI_Firmware_v1.50.zip   adds the Raspberry Pi 4 UEFI firmware
+#   make image CMDLINE_EXTRA="piboot.shell"            appended to the kernel command line
+# The store holds piboot-demo (the init the booted system runs) and piboot, static for $(ARCH),
+# built reproducibly (-trimpath, no build id, no VCS stamp).
+FIRMWARE      ?=
+CMDLINE_EXTRA ?=
+STORE         := $(OUT)/.store-$(VERSION)
+GOTARGET      := CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -buildvcs=false -ldflags='-buildid= -s -w'
+image: deps initrd
+	@rm -rf $(STORE) && mkdir -p $(STORE)/bin
+	$(GOTARGET) -o $(STORE)/bin/piboot-demo ./cmd/piboot-demo
+	$(GOTARGET) -o $(STORE)/bin/piboot ./cmd/piboot
+	$(GO) run ./cmd/piboot build -c images/demo/image.conf -o $(OUT) --version $(VERSION) \
+		--set Kernel.Initrd=$(OUT)/initrd.cpio.zst --set Store.Tree=$(STORE) \
+		$(if $(FIRMWARE),--firmware $(FIRMWARE)) $(if $(CMDLINE_EXTRA),--cmdline-extra "$(CMDLINE_EXTRA)")
 
-# run: boot the built image in QEMU with a serial console on this terminal.
+# run: boot the built image in QEMU (AAVMF UEFI firmware, the image as a USB stick) with the
+# serial console on this terminal; quit with Ctrl-A X. The image is copied to a scratch disk
+# of RUN_SIZE (so the first boot has room to grow root), so out/ is never modified.
+#   make run VERSION=v1   RUN_DISK=virtio   RUN_SIZE=4G
+RUN_DISK ?= usb
+RUN_SIZE ?= 2G
+RUN_DIR  := $(CACHE)/run
 run:
-	@echo "run: not built yet"; exit 1
+	@test -f $(OUT)/piboot_$(VERSION).raw || { echo "run: $(OUT)/piboot_$(VERSION).raw does not exist: make image VERSION=$(VERSION) first"; exit 1; }
+	@mkdir -p $(RUN_DIR)
+	@cp --sparse=always $(OUT)/piboot_$(VERSION).raw $(RUN_DIR)/disk.raw
+	@truncate -s $(RUN_SIZE) $(RUN_DIR)/disk.raw
+	@cp /usr/share/AAVMF/AAVMF_VARS.fd $(RUN_DIR)/vars.fd
+	@echo "run: booting $(OUT)/piboot_$(VERSION).raw ($(RUN_DISK), $(RUN_SIZE)) under UEFI; Ctrl-A X quits"
+	qemu-system-aarch64 -M virt -cpu cortex-a72 -m 1024 -accel tcg -nographic \
+		-drive if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd \
+		-drive if=pflash,format=raw,file=$(RUN_DIR)/vars.fd \
+		$(if $(filter virtio,$(RUN_DISK)),-drive if=virtio$(,)format=raw$(,)file=$(RUN_DIR)/disk.raw,\
+		-device qemu-xhci -drive if=none$(,)id=stick$(,)format=raw$(,)file=$(RUN_DIR)/disk.raw -device usb-storage$(,)drive=stick)
 
 bench: deps
 	@for b in bench/*.sh; do [ -e "$$b" ] && bash "$$b"; done; true
