@@ -46,7 +46,7 @@ func dataRangesFunc(r io.ReaderAt) func(off, n int64) ([][2]int64, error) {
 
 // deviceSectorSize is the sector size mkfs.xfs would choose for w: a block device's physical
 // sector size (its logical one if the physical one exceeds the 4 KiB block), else 512.
-func deviceSectorSize(w io.WriterAt) int {
+func deviceSectorSize(w any) int {
 	f, ok := w.(*os.File)
 	if !ok {
 		return 512

@@ -6,4 +6,4 @@ import "io"
 
 func dataRangesFunc(io.ReaderAt) func(off, n int64) ([][2]int64, error) { return nil }
 
-func deviceSectorSize(io.WriterAt) int { return 512 }
+func deviceSectorSize(any) int { return 512 }

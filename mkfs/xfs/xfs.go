@@ -53,7 +53,7 @@ type Options struct {
 	Label string    // at most 12 bytes, as mkfs.xfs allows
 	UUID  uuid.UUID // zero: a random one
 	// SectorSize is 512 or 4096. Zero means what mkfs.xfs would pick: the physical sector size
-	// of a block device given as an *os.File, else 512.
+	// of a block device given as an *os.File (the writer, else Reader), else 512.
 	SectorSize int
 	Time       time.Time // timestamp of the root and realtime inodes; zero: now
 	// Reader reads back what the writer holds, at the same offsets. Needed only when the
@@ -75,7 +75,9 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	}
 	ss := opts.SectorSize
 	if ss == 0 {
-		ss = deviceSectorSize(w)
+		if ss = deviceSectorSize(w); ss == 512 && opts.Reader != nil {
+			ss = deviceSectorSize(opts.Reader)
+		}
 	}
 	g, err := planGeometry(size, ss)
 	if err != nil {
