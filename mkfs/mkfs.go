@@ -1,0 +1,66 @@
+// Package mkfs connects the filesystem writers to repart: ForRepart is the one
+// repart.Formatter that the piboot CLI and piboot-init hand to repart.Apply.
+package mkfs
+
+import (
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/piboot/piboot/mkfs/ext4"
+	"github.com/piboot/piboot/mkfs/vfat"
+	"github.com/piboot/piboot/repart"
+)
+
+// ForRepart writes the empty filesystem req asks for into w, a partition of size bytes. It
+// is a repart.Formatter.
+func ForRepart(w io.WriterAt, size int64, req repart.FormatRequest) error {
+	format, ok := formats[req.Format]
+	if !ok {
+		return fmt.Errorf("partition %s: Format=%s is not supported (supported: ext4, vfat)", req.Name, req.Format)
+	}
+	if err := format(w, size, req); err != nil {
+		return fmt.Errorf("partition %s: Format=%s: %w", req.Name, req.Format, err)
+	}
+	return nil
+}
+
+// formats maps a repart.d Format= value to its writer; a new filesystem is one entry here.
+var formats = map[string]func(w io.WriterAt, size int64, req repart.FormatRequest) error{
+	"ext4": formatExt4,
+	"vfat": formatVfat,
+	"xfs": func(io.WriterAt, int64, repart.FormatRequest) error {
+		return fmt.Errorf("Format=xfs is not supported yet")
+	},
+}
+
+func formatExt4(w io.WriterAt, size int64, req repart.FormatRequest) error {
+	return ext4.Format(w, size, ext4.Options{
+		Label: truncateLabel(req.Label, 16), // mkfs.ext4 -L truncates the same way
+		UUID:  req.UUID,
+		// Derived from the UUID (itself derived from repart's seed), so that the same
+		// definitions and seed give the same filesystem, as systemd-repart's -E hash_seed=.
+		HashSeed:   req.UUID,
+		SectorSize: req.SectorSize,
+	})
+}
+
+func formatVfat(w io.WriterAt, size int64, req repart.FormatRequest) error {
+	return vfat.Format(w, size, vfat.Options{
+		Label:      vfat.MangleLabel(req.Label),
+		UUID:       req.UUID,
+		SectorSize: req.SectorSize,
+	})
+}
+
+// truncateLabel cuts s to at most n bytes without splitting a UTF-8 character.
+func truncateLabel(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
