@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/piboot/piboot/gpt"
 )
 
 // DefaultDirs are where systemd-sysupdate looks for transfer files, highest priority first.
@@ -420,7 +421,7 @@ func (t *Transfer) check() error {
 			t.Target.Path = "auto"
 		}
 		if t.Target.PartitionType == uuid.Nil {
-			t.Target.PartitionType = partTypes["linux-generic"]
+			t.Target.PartitionType = gpt.TypeLinuxGeneric
 		}
 		for _, p := range t.Target.Patterns {
 			for _, f := range []byte("tmsdlh") {
@@ -517,32 +518,8 @@ func splitWords(s string) ([]string, error) {
 	return words, nil
 }
 
-var partTypes = map[string]uuid.UUID{
-	"linux-generic": uuid.MustParse("0fc63daf-8483-4772-8e79-3d69d8477de4"),
-	"esp":           uuid.MustParse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
-	"xbootldr":      uuid.MustParse("bc13c2ff-59e6-4262-a352-b275fd6f7172"),
-	"swap":          uuid.MustParse("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"),
-	"home":          uuid.MustParse("933ac7e1-2eb4-4f13-b844-0e14e2aef915"),
-	"srv":           uuid.MustParse("3b8f8425-20e0-4f3b-907f-1a25a76f98e8"),
-	"var":           uuid.MustParse("4d21b016-b534-45c2-a9fb-5c16e091fd2d"),
-	"tmp":           uuid.MustParse("7ec6f557-3bc5-4aca-b293-16ef5df639d1"),
-	"root-arm64":    uuid.MustParse("b921b045-1df0-41c3-af44-4c6f280d3fae"),
-	"usr-arm64":     uuid.MustParse("b0e01050-ee5f-4390-949a-9101b17104e9"),
-	"root-x86-64":   uuid.MustParse("4f68bce3-e8cd-4db1-96e7-fbcaf984b709"),
-	"usr-x86-64":    uuid.MustParse("8484680c-9521-48c6-9c11-b0720656f69e"),
-}
-
-// PartitionTypeByName resolves a MatchPartitionType= value: a UUID or one of systemd's
+// PartitionTypeByName resolves a MatchPartitionType= value: a GUID or one of systemd's
 // names ("root" and "usr" mean the running architecture's).
 func PartitionTypeByName(v string) (uuid.UUID, error) {
-	if u, err := uuid.Parse(v); err == nil && len(v) == 36 {
-		return u, nil
-	}
-	if v == "root" || v == "usr" {
-		v += "-" + uapiArch(runtime.GOARCH)
-	}
-	if u, ok := partTypes[v]; ok {
-		return u, nil
-	}
-	return uuid.Nil, fmt.Errorf("unknown partition type %q", v)
+	return gpt.ParseType(v, runtime.GOARCH)
 }

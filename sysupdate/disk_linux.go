@@ -1,0 +1,73 @@
+package sysupdate
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// RootDisk returns the whole-disk device holding the file system at root (or, when that is
+// not on a block device, the one holding root/nix/store): what Path=auto means.
+func RootDisk(root string) (string, error) {
+	var errs []error
+	for _, p := range []string{root, filepath.Join(root, "nix/store")} {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		maj, min := unix.Major(st.Dev), unix.Minor(st.Dev)
+		if maj == 0 {
+			errs = append(errs, fmt.Errorf("%s is not on a block device (device %d:%d)", p, maj, min))
+			continue
+		}
+		sys, err := filepath.EvalSymlinks(fmt.Sprintf("/sys/dev/block/%d:%d", maj, min))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(sys, "partition")); err == nil {
+			sys = filepath.Dir(sys)
+		}
+		return "/dev/" + filepath.Base(sys), nil
+	}
+	return "", fmt.Errorf("cannot find the disk holding %s: %v (pass --disk)", root, errs)
+}
+
+// IsMountPoint reports whether dir is the root of a mounted file system (its device differs
+// from its parent's, or it is "/").
+func IsMountPoint(dir string) bool {
+	var st, pst unix.Stat_t
+	if unix.Stat(dir, &st) != nil || unix.Stat(filepath.Join(dir, ".."), &pst) != nil {
+		return false
+	}
+	return st.Dev != pst.Dev || st.Ino == pst.Ino
+}
+
+// renameNoReplace renames without overwriting an existing target; file systems without
+// RENAME_NOREPLACE get a check-then-rename.
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	if err == unix.EINVAL || err == unix.ENOSYS {
+		if _, serr := os.Lstat(to); serr == nil {
+			return fmt.Errorf("rename %s: %s exists", from, to)
+		}
+		return os.Rename(from, to)
+	}
+	if err != nil {
+		return fmt.Errorf("rename %s to %s: %w", from, to, err)
+	}
+	return nil
+}
+
+// syncFS flushes the whole file system holding path (the ESP after a rename).
+func syncFS(path string) error {
+	f, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
+}

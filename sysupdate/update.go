@@ -1,0 +1,866 @@
+package sysupdate
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf16"
+
+	"github.com/google/uuid"
+	"github.com/klauspost/compress/zstd"
+	"github.com/piboot/piboot/gpt"
+	"github.com/ulikunitz/xz"
+)
+
+// Updater runs list, check-new, update and vacuum over a set of transfers.
+type Updater struct {
+	Transfers []*Transfer
+	// Source, when set, replaces the Path= of every transfer's source (--source).
+	Source Source
+	// Root is the file system the transfers act on ("" or "/" on the device).
+	Root string
+	// Disk is the block device or image that Path=auto means; "" finds the disk holding
+	// Root's file system.
+	Disk string
+	// ESP is where the ESP (or XBOOTLDR) is mounted, for PathRelativeTo=esp|boot|xbootldr;
+	// "" looks for /efi, /boot/efi and /boot below Root.
+	ESP string
+	// Booted is the running version, which is never removed.
+	Booted string
+	// Keyring overrides the keyring search (KeyringPaths below Root).
+	Keyring string
+	// Log receives one line per step; nil discards.
+	Log io.Writer
+	// Progress, when set, gets the downloaded (compressed) bytes of each payload.
+	Progress func(name string, size int64) io.Writer
+
+	// step is called before every durable write; an error aborts there, as a power cut
+	// would (tests inject crashes through it).
+	step func(what string) error
+}
+
+func (u *Updater) logf(format string, a ...any) {
+	if u.Log != nil {
+		fmt.Fprintf(u.Log, format+"\n", a...)
+	}
+}
+
+func (u *Updater) doStep(what string) error {
+	if u.step != nil {
+		return u.step(what)
+	}
+	return nil
+}
+
+func (u *Updater) root() string {
+	if u.Root == "" {
+		return "/"
+	}
+	return u.Root
+}
+
+func (u *Updater) source(t *Transfer) (Source, error) {
+	if u.Source != nil {
+		return u.Source, nil
+	}
+	return OpenSource(t.Source.Path)
+}
+
+// Available holds what the sources offer.
+type Available struct {
+	Manifests map[string]Manifest // by source
+	// Files[i] maps version → file name for transfer i.
+	Files []map[string]string
+	// Versions offered by every transfer, newest first.
+	Versions []string
+}
+
+// FetchAvailable reads each transfer's manifest (verifying its signature unless the
+// transfer says Verify=no) and finds the versions every transfer can supply.
+func (u *Updater) FetchAvailable(ctx context.Context) (*Available, error) {
+	av := &Available{Manifests: map[string]Manifest{}}
+	verify := map[string]bool{}
+	srcs := make([]Source, len(u.Transfers))
+	for i, t := range u.Transfers {
+		s, err := u.source(t)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.File, err)
+		}
+		srcs[i] = s
+		verify[s.String()] = verify[s.String()] || t.Verify
+	}
+	keyring := u.Keyring
+	for i, t := range u.Transfers {
+		key := srcs[i].String()
+		if _, done := av.Manifests[key]; !done {
+			if verify[key] && keyring == "" {
+				k, err := FindKeyring(u.root())
+				if err != nil {
+					return nil, err
+				}
+				keyring = k
+			}
+			m, err := FetchManifest(ctx, srcs[i], verify[key], keyring)
+			if err != nil {
+				return nil, err
+			}
+			av.Manifests[key] = m
+		}
+		files := map[string]string{}
+		for name := range av.Manifests[key] {
+			props, ok := t.Source.Patterns.Match(name)
+			if !ok || (t.MinVersion != "" && CompareVersions(props.Version, t.MinVersion) < 0) {
+				continue
+			}
+			if prev, dup := files[props.Version]; dup && prev < name {
+				continue // two files for one version: take a stable choice
+			}
+			files[props.Version] = name
+		}
+		av.Files = append(av.Files, files)
+	}
+	if len(av.Files) > 0 {
+		for v := range av.Files[0] {
+			all := true
+			for _, f := range av.Files[1:] {
+				if _, ok := f[v]; !ok {
+					all = false
+				}
+			}
+			if all {
+				av.Versions = append(av.Versions, v)
+			}
+		}
+	}
+	sortNewestFirst(av.Versions)
+	return av, nil
+}
+
+func sortNewestFirst(vs []string) {
+	sort.SliceStable(vs, func(i, j int) bool { return CompareVersions(vs[i], vs[j]) > 0 })
+}
+
+// target is one transfer's view of its target.
+type target struct {
+	t   *Transfer
+	dir string // file targets
+
+	disk string // partition targets
+	tbl  *gpt.Table
+	size int64
+	scan partitionScan
+
+	instances []Instance
+}
+
+func (u *Updater) openTarget(t *Transfer) (*target, error) {
+	tg := &target{t: t}
+	switch t.Target.Type {
+	case TypePartition:
+		disk := t.Target.Path
+		if disk == "auto" {
+			disk = u.Disk
+			if disk == "" {
+				d, err := RootDisk(u.root())
+				if err != nil {
+					return nil, fmt.Errorf("%s: Path=auto: %w", t.File, err)
+				}
+				disk = d
+			}
+		}
+		tg.disk = disk
+		f, err := os.Open(disk)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.File, err)
+		}
+		defer f.Close()
+		size, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			return nil, fmt.Errorf("%s: size of %s: %w", t.File, disk, err)
+		}
+		tbl, err := gpt.Read(f, size, 0)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", t.File, disk, err)
+		}
+		tg.tbl, tg.size = tbl, size
+		tg.scan = scanPartitions(tbl, &t.Target)
+		tg.instances = tg.scan.instances
+	case TypeRegularFile:
+		dir, err := u.targetDir(t)
+		if err != nil {
+			return nil, err
+		}
+		tg.dir = dir
+		if tg.instances, err = scanFiles(dir, &t.Target); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.File, err)
+		}
+	}
+	return tg, nil
+}
+
+func (u *Updater) targetDir(t *Transfer) (string, error) {
+	switch t.Target.PathRelativeTo {
+	case "", "root":
+		return filepath.Join(u.root(), t.Target.Path), nil
+	}
+	esp := u.ESP
+	if esp == "" {
+		for _, c := range []string{"/efi", "/boot/efi", "/boot"} {
+			if IsMountPoint(filepath.Join(u.root(), c)) {
+				esp = filepath.Join(u.root(), c)
+				break
+			}
+		}
+		if esp == "" {
+			return "", fmt.Errorf("%s: PathRelativeTo=%s: no ESP mounted at /efi, /boot/efi or /boot (pass --esp)", t.File, t.Target.PathRelativeTo)
+		}
+	}
+	return filepath.Join(esp, t.Target.Path), nil
+}
+
+// keep is InstancesMax for this target: the transfer's, else the number of slots for
+// partitions and 3 for files.
+func (tg *target) keep() int {
+	if tg.t.InstancesMax > 0 {
+		return tg.t.InstancesMax
+	}
+	if tg.t.Target.Type == TypePartition {
+		return max(2, len(tg.scan.free)+len(tg.instances))
+	}
+	return 3
+}
+
+func (tg *target) installed(v string) bool {
+	for _, in := range tg.instances {
+		if in.State == Installed && in.Version == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Installed returns, per transfer, what its target holds.
+func (u *Updater) Installed() ([][]Instance, error) {
+	var out [][]Instance
+	for _, t := range u.Transfers {
+		tg, err := u.openTarget(t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, tg.instances)
+	}
+	return out, nil
+}
+
+// VersionInfo is one line of `piboot update list`.
+type VersionInfo struct {
+	Version   string
+	Available bool // every transfer's source offers it
+	Installed bool // every transfer's target holds it
+	Partial   bool // some target holds a partial or pending instance of it
+	Booted    bool
+	Protected bool
+}
+
+// List combines what the sources offer (if reachable; av may be nil) and what is installed,
+// newest first.
+func (u *Updater) List(av *Available) ([]VersionInfo, error) {
+	inst, err := u.Installed()
+	if err != nil {
+		return nil, err
+	}
+	byV := map[string]*VersionInfo{}
+	get := func(v string) *VersionInfo {
+		if byV[v] == nil {
+			byV[v] = &VersionInfo{Version: v, Booted: v == u.Booted}
+		}
+		return byV[v]
+	}
+	if av != nil {
+		for _, v := range av.Versions {
+			get(v).Available = true
+		}
+	}
+	count := map[string]int{}
+	for _, ins := range inst {
+		seen := map[string]bool{}
+		for _, in := range ins {
+			if in.Version == "" {
+				continue
+			}
+			if in.State != Installed {
+				get(in.Version).Partial = true
+				continue
+			}
+			if !seen[in.Version] {
+				seen[in.Version] = true
+				count[in.Version]++
+			}
+		}
+	}
+	for v, n := range count {
+		get(v).Installed = n == len(inst)
+	}
+	for _, t := range u.Transfers {
+		for _, p := range t.ProtectVersion {
+			if vi := byV[p]; vi != nil {
+				vi.Protected = true
+			}
+		}
+	}
+	var out []VersionInfo
+	for _, vi := range byV {
+		out = append(out, *vi)
+	}
+	sort.Slice(out, func(i, j int) bool { return CompareVersions(out[i].Version, out[j].Version) > 0 })
+	return out, nil
+}
+
+// newestInstalled is the newest version every target holds ("" if none).
+func newestInstalled(list []VersionInfo) string {
+	for _, vi := range list {
+		if vi.Installed {
+			return vi.Version
+		}
+	}
+	return ""
+}
+
+// CheckNew returns the newest available version that is newer than every installed one, or
+// "" when the system is up to date.
+func (u *Updater) CheckNew(ctx context.Context) (string, *Available, error) {
+	av, err := u.FetchAvailable(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	list, err := u.List(av)
+	if err != nil {
+		return "", av, err
+	}
+	if len(av.Versions) == 0 {
+		return "", av, nil
+	}
+	cur := newestInstalled(list)
+	if cur == "" || CompareVersions(av.Versions[0], cur) > 0 {
+		return av.Versions[0], av, nil
+	}
+	return "", av, nil
+}
+
+func (u *Updater) protected(t *Transfer, extra ...string) map[string]bool {
+	p := map[string]bool{}
+	for _, v := range t.ProtectVersion {
+		p[v] = true
+	}
+	if u.Booted != "" {
+		p[u.Booted] = true
+	}
+	for _, v := range extra {
+		if v != "" {
+			p[v] = true
+		}
+	}
+	return p
+}
+
+// ErrNoSpace is wrapped when a target has no room for a new version (no free slot, or
+// every instance protected).
+var ErrNoSpace = errors.New("no free slot")
+
+// job is one transfer's part of an update, planned before anything is written.
+type job struct {
+	tg     *target
+	file   string // source file name
+	sum    string
+	remove []Instance
+	slot   Instance // partition target
+	name   string   // new label or file name
+	skip   bool     // already installed
+}
+
+// Update installs version (the newest available when ""), returning the version installed
+// or "" when there was nothing newer. Everything that can be refused (signature, hashes
+// listed, no slot, names too long) is refused before the first write.
+func (u *Updater) Update(ctx context.Context, version string) (string, error) {
+	av, err := u.FetchAvailable(ctx)
+	if err != nil {
+		return "", err
+	}
+	list, err := u.List(av)
+	if err != nil {
+		return "", err
+	}
+	if version == "" {
+		if len(av.Versions) == 0 {
+			return "", fmt.Errorf("no version is offered by every transfer's source")
+		}
+		version = av.Versions[0]
+		if cur := newestInstalled(list); cur != "" && CompareVersions(version, cur) <= 0 {
+			u.logf("up to date: newest available %s, installed %s", version, cur)
+			return "", nil
+		}
+	} else if !ValidVersion(version) {
+		return "", fmt.Errorf("%q is not a valid version", version)
+	}
+	var jobs []*job
+	for i, t := range u.Transfers {
+		file, ok := av.Files[i][version]
+		if !ok {
+			return "", fmt.Errorf("%s: version %s is not offered by %s", t.File, version, describeSource(u, t))
+		}
+		src, _ := u.source(t)
+		j := &job{file: file, sum: av.Manifests[src.String()][file]}
+		if j.tg, err = u.openTarget(t); err != nil {
+			return "", err
+		}
+		if j.tg.installed(version) {
+			u.logf("%s: %s already installed", t.Name, version)
+			j.skip = true
+			jobs = append(jobs, j)
+			continue
+		}
+		if err := u.plan(j, version); err != nil {
+			return "", err
+		}
+		jobs = append(jobs, j)
+	}
+
+	for _, j := range jobs {
+		if !j.skip {
+			if err := u.vacuum(j.tg, j.remove); err != nil {
+				return "", err
+			}
+		}
+	}
+	for _, j := range jobs {
+		if !j.skip {
+			if err := u.acquire(ctx, j, version); err != nil {
+				return "", err
+			}
+		}
+	}
+	for _, j := range jobs {
+		if !j.skip {
+			if err := u.install(j); err != nil {
+				return "", err
+			}
+		}
+	}
+	u.logf("installed %s", version)
+	return version, nil
+}
+
+func describeSource(u *Updater, t *Transfer) string {
+	if s, err := u.source(t); err == nil {
+		return s.String()
+	}
+	return t.Source.Path
+}
+
+// plan decides, without writing, what goes and where the new version lands.
+func (u *Updater) plan(j *job, version string) error {
+	tg, t := j.tg, j.tg.t
+	keep := tg.keep() - 1
+	remove, _ := vacuumPlan(tg.instances, keep, u.protected(t))
+	j.remove = remove
+	props := Properties{Version: version}
+	tr := t.Target
+	props.TriesLeft, props.TriesDone = tr.TriesLeft, tr.TriesDone
+	if tr.TriesLeft != nil && tr.TriesDone == nil && tr.Patterns[0].Has('d') {
+		zero := uint64(0)
+		props.TriesDone = &zero
+	}
+	props.Mode, props.ReadOnly, props.NoAuto, props.GrowFS, props.Flags = tr.Mode, tr.ReadOnly, tr.NoAuto, tr.GrowFS, tr.Flags
+	if tr.Patterns[0].Has('t') {
+		now := uint64(time.Now().UnixMicro())
+		props.MTime = &now
+	}
+	if tr.Patterns[0].Has('h') {
+		props.SHA256 = j.sum
+	}
+	switch tr.Type {
+	case TypePartition:
+		var slotUUID uuid.UUID
+		free := append([]Instance(nil), tg.scan.free...)
+		for _, r := range remove {
+			free = append(free, Instance{Index: r.Index, Size: r.Size, Name: EmptyLabel})
+		}
+		if len(free) == 0 {
+			return fmt.Errorf("%s: %w on %s for %s: %d partitions of type %s hold %s and none may go (InstancesMax=%d, protected: booted %q, ProtectVersion %v)",
+				t.File, ErrNoSpace, tg.disk, version, len(tg.instances), tr.PartitionType, describe(tg.instances), tg.keep(), u.Booted, t.ProtectVersion)
+		}
+		sort.SliceStable(free, func(a, b int) bool { return free[a].Size < free[b].Size })
+		j.slot = free[0]
+		if p := tg.tbl.Partition(j.slot.Index); p != nil {
+			slotUUID = p.UUID
+		}
+		if tr.PartitionUUID != nil {
+			slotUUID = *tr.PartitionUUID
+		}
+		props.UUID = &slotUUID
+		name, err := tr.Patterns[0].Format(props)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.File, err)
+		}
+		if n := len(utf16.Encode([]rune(name))); n > 36 {
+			return fmt.Errorf("%s: partition label %q is %d UTF-16 units long; GPT allows 36", t.File, name, n)
+		}
+		j.name = name
+	case TypeRegularFile:
+		name, err := tr.Patterns[0].Format(props)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.File, err)
+		}
+		if err := checkManifestName(name); err != nil {
+			return fmt.Errorf("%s: target name: %w", t.File, err)
+		}
+		j.name = name
+	}
+	return nil
+}
+
+// editTable applies edit to a fresh read of the target disk's table and writes it back
+// crash-safely (the gpt package orders the writes so a cut leaves the old or new table).
+func (u *Updater) editTable(tg *target, what string, edit func(*gpt.Table) error) error {
+	if err := u.doStep("table: " + what); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(tg.disk, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tbl, err := gpt.Read(f, tg.size, tg.tbl.SectorSize)
+	if err != nil {
+		return fmt.Errorf("%s: %w", tg.disk, err)
+	}
+	if err := edit(tbl); err != nil {
+		return err
+	}
+	if err := gpt.Write(f, tg.size, tbl); err != nil {
+		return fmt.Errorf("%s: %s: %w", tg.disk, what, err)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	tg.tbl = tbl
+	return f.Close()
+}
+
+func (u *Updater) vacuum(tg *target, remove []Instance) error {
+	if len(remove) == 0 {
+		return nil
+	}
+	u.logf("%s: removing %s", tg.t.Name, describe(remove))
+	switch tg.t.Target.Type {
+	case TypePartition:
+		return u.editTable(tg, "vacuum", func(tbl *gpt.Table) error {
+			for _, r := range remove {
+				p := tbl.Partition(r.Index)
+				if p == nil {
+					return fmt.Errorf("%s: partition %d vanished", tg.disk, r.Index)
+				}
+				p.Type, p.Name = tg.t.Target.PartitionType, EmptyLabel
+			}
+			return nil
+		})
+	default:
+		for _, r := range remove {
+			if err := u.doStep("remove " + r.Name); err != nil {
+				return err
+			}
+			if err := os.Remove(r.Path); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+		}
+		return syncDir(tg.dir)
+	}
+}
+
+// acquire downloads one payload into its place: a partition (marked partial while written,
+// pending once checked) or a hidden file in the target directory.
+func (u *Updater) acquire(ctx context.Context, j *job, version string) error {
+	tg, t := j.tg, j.tg.t
+	src, err := u.source(t)
+	if err != nil {
+		return err
+	}
+	switch t.Target.Type {
+	case TypePartition:
+		slot := j.slot
+		u.logf("%s: writing %s to partition %d of %s (%d bytes) as %s", t.Name, j.file, slot.Index, tg.disk, slot.Size, j.name)
+		if err := u.editTable(tg, "claim slot", func(tbl *gpt.Table) error {
+			p := tbl.Partition(slot.Index)
+			p.Name, p.Type = j.name, PartialType(t.Target.PartitionType)
+			return nil
+		}); err != nil {
+			return err
+		}
+		p := tg.tbl.Partition(slot.Index)
+		off := int64(p.FirstLBA) * int64(tg.tbl.SectorSize)
+		f, err := os.OpenFile(tg.disk, os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := u.fetch(ctx, src, j, &boundedWriter{w: f, off: off, size: slot.Size,
+			what: fmt.Sprintf("partition %d of %s", slot.Index, tg.disk)}); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return u.editTable(tg, "mark pending", func(tbl *gpt.Table) error {
+			p := tbl.Partition(slot.Index)
+			p.Type = PendingType(t.Target.PartitionType)
+			return nil
+		})
+	default:
+		if err := os.MkdirAll(tg.dir, 0o755); err != nil {
+			return err
+		}
+		partial := filepath.Join(tg.dir, partialPrefix+j.name)
+		pending := filepath.Join(tg.dir, pendingPrefix+j.name)
+		u.logf("%s: writing %s to %s", t.Name, j.file, filepath.Join(tg.dir, j.name))
+		if err := u.doStep("create " + partial); err != nil {
+			return err
+		}
+		os.Remove(partial)
+		f, err := os.OpenFile(partial, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if _, err := u.fetch(ctx, src, j, &boundedWriter{w: f, size: -1, what: partial}); err != nil {
+			return err
+		}
+		if t.Target.Mode != nil {
+			// Best effort: FAT has no modes beyond a read-only bit.
+			_ = f.Chmod(os.FileMode(*t.Target.Mode))
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		if err := u.doStep("rename to " + pending); err != nil {
+			return err
+		}
+		if err := os.Rename(partial, pending); err != nil {
+			return err
+		}
+		return syncDir(tg.dir)
+	}
+}
+
+// install makes a pending instance the real one: the real partition type (and flags), or
+// the final file name.
+func (u *Updater) install(j *job) error {
+	tg, t := j.tg, j.tg.t
+	switch t.Target.Type {
+	case TypePartition:
+		return u.editTable(tg, "install", func(tbl *gpt.Table) error {
+			p := tbl.Partition(j.slot.Index)
+			p.Type, p.Name = t.Target.PartitionType, j.name
+			if t.Target.PartitionUUID != nil {
+				p.UUID = *t.Target.PartitionUUID
+			}
+			if t.Target.Flags != nil {
+				p.Attributes = *t.Target.Flags
+			}
+			setBit := func(b *bool, bit uint64) {
+				if b != nil {
+					if *b {
+						p.Attributes |= bit
+					} else {
+						p.Attributes &^= bit
+					}
+				}
+			}
+			setBit(t.Target.ReadOnly, gpt.AttrReadOnly)
+			setBit(t.Target.NoAuto, gpt.AttrNoAuto)
+			setBit(t.Target.GrowFS, gpt.AttrGrowFS)
+			return nil
+		})
+	default:
+		pending := filepath.Join(tg.dir, pendingPrefix+j.name)
+		final := filepath.Join(tg.dir, j.name)
+		if err := u.doStep("rename to " + final); err != nil {
+			return err
+		}
+		if err := os.Rename(pending, final); err != nil {
+			return err
+		}
+		u.logf("%s: installed %s", t.Name, final)
+		return syncDir(tg.dir)
+	}
+}
+
+// boundedWriter writes a stream sequentially at off, refusing to pass size (-1: no bound).
+type boundedWriter struct {
+	w    io.WriterAt
+	off  int64
+	n    int64
+	size int64
+	what string
+}
+
+// ErrTooLarge is wrapped when a payload does not fit its partition.
+var ErrTooLarge = errors.New("payload larger than its target")
+
+func (b *boundedWriter) Write(p []byte) (int, error) {
+	if b.size >= 0 && b.n+int64(len(p)) > b.size {
+		return 0, fmt.Errorf("%w: %s holds %d bytes", ErrTooLarge, b.what, b.size)
+	}
+	n, err := b.w.WriteAt(p, b.off+b.n)
+	b.n += int64(n)
+	if err != nil {
+		return n, fmt.Errorf("write %s at byte %d: %w", b.what, b.off+b.n, err)
+	}
+	return n, nil
+}
+
+// ErrHashMismatch is wrapped when a payload's SHA-256 differs from the manifest's.
+var ErrHashMismatch = errors.New("SHA-256 mismatch")
+
+const chunk = 4 << 20
+
+// fetch streams the source file through SHA-256 and the decompressor matched by its magic
+// into w, one pass, no temporary copy. The hash is of the bytes as downloaded.
+func (u *Updater) fetch(ctx context.Context, src Source, j *job, w *boundedWriter) (int64, error) {
+	if j.sum == "" {
+		return 0, fmt.Errorf("%s is not listed in %s", j.file, ManifestName)
+	}
+	rc, size, err := src.Open(ctx, j.file)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	var in io.Reader = rc
+	if u.Progress != nil {
+		in = io.TeeReader(in, u.Progress(j.file, size))
+	}
+	counted := &countReader{r: io.TeeReader(in, h)}
+	br := bufio.NewReaderSize(counted, 1<<20)
+	dec, closeDec, err := decompressor(br)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", j.file, err)
+	}
+	defer closeDec()
+	buf := make([]byte, chunk)
+	var total int64
+	for {
+		n, rerr := io.ReadFull(dec, buf)
+		if n > 0 {
+			if err := u.doStep("write data"); err != nil {
+				return total, err
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				return total, fmt.Errorf("%s: %w", j.file, err)
+			}
+			total += int64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			// Tell a damaged download from a damaged publication: hash what is left.
+			io.Copy(io.Discard, br)
+			if got := hex.EncodeToString(h.Sum(nil)); got != j.sum {
+				return total, fmt.Errorf("%s: %w (tampered or truncated: %d bytes downloaded, decompression failed: %v)", j.file, ErrHashMismatch, counted.n, rerr)
+			}
+			return total, fmt.Errorf("%s: %w (after %d compressed bytes)", j.file, rerr, counted.n)
+		}
+	}
+	// Whatever follows the compressed stream is part of the file and of its hash.
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		return total, fmt.Errorf("%s: %w", j.file, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != j.sum {
+		return total, fmt.Errorf("%s: %w: %s lists %s, the download (%d bytes) has %s", j.file, ErrHashMismatch, ManifestName, j.sum, counted.n, got)
+	}
+	if size >= 0 && counted.n != size {
+		return total, fmt.Errorf("%s: got %d of %d bytes", j.file, counted.n, size)
+	}
+	return total, nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// decompressor picks zstd, xz, gzip or bzip2 by magic; anything else passes through.
+func decompressor(br *bufio.Reader) (io.Reader, func(), error) {
+	magic, _ := br.Peek(6)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		d, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(1<<30))
+		if err != nil {
+			return nil, nil, err
+		}
+		return d, d.Close, nil
+	case bytes.HasPrefix(magic, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		d, err := xz.NewReader(br)
+		return d, func() {}, err
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		d, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		d.Multistream(true)
+		return d, func() { d.Close() }, nil
+	case bytes.HasPrefix(magic, []byte("BZh")):
+		return bzip2.NewReader(br), func() {}, nil
+	}
+	return br, func() {}, nil
+}
+
+// Vacuum removes partial and pending leftovers and the oldest versions beyond InstancesMax,
+// never a protected or the booted version.
+func (u *Updater) Vacuum() (removed int, err error) {
+	for _, t := range u.Transfers {
+		tg, err := u.openTarget(t)
+		if err != nil {
+			return removed, err
+		}
+		remove, _ := vacuumPlan(tg.instances, tg.keep(), u.protected(t))
+		if err := u.vacuum(tg, remove); err != nil {
+			return removed, err
+		}
+		removed += len(remove)
+	}
+	return removed, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !strings.Contains(err.Error(), "invalid argument") {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
