@@ -184,7 +184,11 @@ func (o *Overlay) Open(name string) (fs.File, error) {
 	case n.children != nil:
 		return &ovDir{n: n, ents: n.entries(o)}, nil
 	case n.src != nil:
-		return n.src.Open(n.srcPath)
+		f, err := n.src.Open(n.srcPath)
+		if err != nil {
+			return nil, err
+		}
+		return &ovSrcFile{File: f, n: n}, nil
 	default:
 		return &ovFile{n: n, r: bytes.NewReader(n.data)}, nil
 	}
@@ -275,6 +279,20 @@ func (f *ovFile) ReadAt(p []byte, off int64) (int, error) {
 }
 func (f *ovFile) Seek(off int64, whence int) (int64, error) { return f.r.Seek(off, whence) }
 func (f *ovFile) Close() error                              { return nil }
+
+// ovSrcFile is a source's file under its name in the overlay.
+type ovSrcFile struct {
+	fs.File
+	n *ovNode
+}
+
+func (f *ovSrcFile) Stat() (fs.FileInfo, error) {
+	fi, err := f.File.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return ovInfo{n: f.n, size: fi.Size(), mode: fi.Mode().Perm()}, nil
+}
 
 type ovDir struct {
 	n    *ovNode

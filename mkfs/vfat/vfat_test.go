@@ -3,7 +3,10 @@ package vfat
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
+	"github.com/google/uuid"
+	"io"
 	"io/fs"
 	"math/rand"
 	"os"
@@ -13,6 +16,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 	"unicode/utf16"
 
 	"github.com/piboot/piboot/internal/testutil"
@@ -413,3 +417,300 @@ func TestReproducible(t *testing.T) {
 type discard struct{}
 
 func (discard) WriteAt(p []byte, off int64) (int, error) { return len(p), nil }
+
+func TestSectors4096(t *testing.T) {
+	fsys := fstest.MapFS{
+		"EFI/BOOT/BOOTAA64.EFI": {Data: pattern(123457, 3)},
+		"a long name here.txt":  {Data: pattern(4097, 4)},
+		"empty":                 {},
+	}
+	for _, size := range []int64{64 << 20, 300 << 20} { // FAT16 and FAT32
+		t.Run(fmt.Sprint(size>>20), func(t *testing.T) {
+			img := build(t, size, Options{Root: fsys, SectorSize: 4096, Label: "ESP"})
+			fsckClean(t, img)
+			readBack(t, img, fsys)
+			if b := readSector(t, img, 0, 13); b[11] != 0 || b[12] != 0x10 {
+				t.Errorf("bytes per sector %#x%02x", b[12], b[11])
+			}
+		})
+	}
+}
+
+// TestPartitionInImage writes into the middle of a bigger file through io.NewOffsetWriter and
+// checks the bytes around the partition are untouched.
+func TestPartitionInImage(t *testing.T) {
+	const start, size, total = 1 << 20, 48 << 20, 64 << 20
+	img := filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Truncate(total); err != nil {
+		t.Fatal(err)
+	}
+	guard := bytes.Repeat([]byte{0xA5}, 64<<10)
+	for _, off := range []int64{start - int64(len(guard)), start + size} {
+		if _, err := f.WriteAt(guard, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fsys := fstest.MapFS{"EFI/Linux/piboot_v0.efi": {Data: pattern(3<<20, 5)}}
+	opts := Options{Root: fsys, HiddenSectors: start / 512, Label: "ESP"}
+	if err := Format(io.NewOffsetWriter(f, start), size, opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, off := range []int64{start - int64(len(guard)), start + size} {
+		got := make([]byte, len(guard))
+		if _, err := f.ReadAt(got, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, guard) {
+			t.Fatalf("bytes at %d outside the partition changed", off)
+		}
+	}
+	if b := readSector(t, img, start+28, 4); b[0] != 0x00 || b[1] != 0x08 || b[2] != 0 || b[3] != 0 {
+		t.Errorf("hidden sectors % x, want 2048", b)
+	}
+	// fsck.vfat reads whole files: check a copy of the partition; mtools reads in place.
+	part := filepath.Join(t.TempDir(), "part.img")
+	pf, err := os.Create(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(pf, io.NewSectionReader(f, start, size)); err != nil {
+		t.Fatal(err)
+	}
+	pf.Close()
+	fsckClean(t, part)
+	readBack(t, fmt.Sprintf("%s@@%d", img, start), fsys)
+}
+
+func TestBootSectorFields(t *testing.T) {
+	u := uuid.MustParse("12345678-9abc-def0-1234-56789abcdef0")
+	stamp := time.Date(2024, 2, 29, 13, 14, 15, 0, time.UTC)
+	img := build(t, 64<<20, Options{UUID: u, Label: "esp", Time: stamp,
+		Root: fstest.MapFS{"f": {Data: []byte("x")}}})
+	b := readSector(t, img, 0, 512)
+	if got := b[67:71]; !bytes.Equal(got, []byte{0x78, 0x56, 0x34, 0x12}) {
+		t.Errorf("volume id % x: want systemd-repart's first four UUID bytes 12345678", got)
+	}
+	if got := string(b[71:82]); got != "ESP        " {
+		t.Errorf("label %q", got)
+	}
+	if b[21] != 0xF8 || b[510] != 0x55 || b[511] != 0xAA {
+		t.Errorf("media %#x, signature % x", b[21], b[510:])
+	}
+	if backup := readSector(t, img, 6*512, 512); !bytes.Equal(backup, b) {
+		t.Error("backup boot sector differs")
+	}
+	info := readSector(t, img, 512, 512)
+	g, _ := layout(64<<20, 512, 0, 0, 0)
+	free := uint32(info[488]) | uint32(info[489])<<8 | uint32(info[490])<<16 | uint32(info[491])<<24
+	if free != g.clusters-2 { // root directory and f
+		t.Errorf("FSInfo free count %d, want %d", free, g.clusters-2)
+	}
+	// The entry for "f" (after the label) carries the timestamp.
+	root := readSector(t, img, g.clusterOffset(2), 64)
+	e := root[32:]
+	date := uint16(e[24]) | uint16(e[25])<<8
+	tm := uint16(e[22]) | uint16(e[23])<<8
+	if date != (2024-1980)<<9|2<<5|29 || tm != 13<<11|14<<5|7 {
+		t.Errorf("date %#x time %#x", date, tm)
+	}
+	if root[11] != attrVolumeID || string(root[:11]) != "ESP        " {
+		t.Errorf("root does not start with the volume label entry: % x", root[:12])
+	}
+	// Without UUID and ID the volume id still depends only on the inputs.
+	a := readSector(t, build(t, 40<<20, Options{Label: "X"}), 67, 4)
+	c := readSector(t, build(t, 40<<20, Options{Label: "X"}), 67, 4)
+	d := readSector(t, build(t, 40<<20, Options{Label: "X", VolumeID: 0xCAFEF00D}), 67, 4)
+	if !bytes.Equal(a, c) || !bytes.Equal(d, []byte{0x0D, 0xF0, 0xFE, 0xCA}) {
+		t.Errorf("volume ids % x, % x, % x", a, c, d)
+	}
+}
+
+func TestZeroedTargetSameBytes(t *testing.T) {
+	fsys := fstest.MapFS{"a/b/c.txt": {Data: pattern(10000, 6)}, "d": {}}
+	read := func(zeroed bool) []byte {
+		b, err := os.ReadFile(build(t, 48<<20, Options{Root: fsys, TargetZeroed: zeroed}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if !bytes.Equal(read(true), read(false)) {
+		t.Fatal("TargetZeroed changes the result on a zeroed target")
+	}
+}
+
+// TestWritesLittle checks that on a big filesystem only metadata and content are written.
+func TestWritesLittle(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "big.img")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 2 << 30
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	bf := &boundedFile{f: f}
+	if err := Format(bf, size, Options{Root: fstest.MapFS{"x": {Data: pattern(1<<20, 7)}}}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := layout(size, 512, 0, 0, 0)
+	meta := int64(g.reserved)*512 + 2*int64(g.fatLength)*512 + 4096 + 1<<20
+	if bf.bytes > meta+512 { // the boot sector is cleared first and written last
+		t.Errorf("wrote %d bytes, metadata and data are %d", bf.bytes, meta)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	big := fstest.MapFS{"EFI/Linux/huge.efi": {Data: make([]byte, 40<<20)}, "a": {Data: []byte("a")}}
+	for _, tc := range []struct {
+		name string
+		size int64
+		opts Options
+		want string
+	}{
+		{"does not fit", 40 << 20, Options{Root: big}, "EFI/Linux/huge.efi (41943040 bytes) does not fit"},
+		{"case collision", 40 << 20, Options{Root: fstest.MapFS{"dir/Boot": {}, "dir/BOOT": {}}}, "dir/BOOT and dir/Boot differ only in case"},
+		{"bad char", 40 << 20, Options{Root: fstest.MapFS{"a/what?": {}}}, `a/what?: character '?'`},
+		{"trailing dot", 40 << 20, Options{Root: fstest.MapFS{"x.": {}}}, "x.: FAT names cannot end"},
+		{"long name", 40 << 20, Options{Root: fstest.MapFS{strings.Repeat("n", 256): {}}}, "256 UTF-16 units"},
+		{"label length", 40 << 20, Options{Label: "nix-store_v0"}, "longer than 11"},
+		{"label char", 40 << 20, Options{Label: "a.b"}, "not allowed in FAT labels"},
+		{"too small", 1 << 20, Options{}, "fits neither FAT16"},
+		{"FAT32 too small", 20 << 20, Options{FAT: 32}, "FAT32 needs at least 65529"},
+		{"FAT12", 20 << 20, Options{FAT: 12}, "want 16 or 32"},
+		{"sector size", 40 << 20, Options{SectorSize: 520}, "sector size 520"},
+		{"cluster size", 40 << 20, Options{ClusterSize: 3000}, "cluster size 3000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			err := Format(rec, tc.size, tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+			if rec.n != 0 {
+				t.Errorf("wrote %d bytes before failing", rec.n)
+			}
+		})
+	}
+	var fe *FitError
+	if err := Format(discard{}, 40<<20, Options{Root: big}); !errors.As(err, &fe) || fe.MinSize < 41<<20 || fe.MinSize > 44<<20 {
+		t.Errorf("FitError %+v", fe)
+	}
+}
+
+type recorder struct{ n int64 }
+
+func (r *recorder) WriteAt(p []byte, off int64) (int, error) {
+	r.n += int64(len(p))
+	return len(p), nil
+}
+
+func TestMinSize(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fsys fs.FS
+		ss   int
+	}{
+		{"empty", fstest.MapFS{}, 512},
+		{"50MiB", fstest.MapFS{"big": {Data: make([]byte, 50<<20)}, "small": {Data: []byte("s")}}, 512},
+		{"100MiB-4K", fstest.MapFS{"big": {Data: make([]byte, 100<<20)}}, 4096},
+		{"many small", manySmall(3000), 512},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{Root: tc.fsys, SectorSize: tc.ss, Label: "ESP", TargetZeroed: true}
+			m, err := MinSize(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m%(1<<20) != 0 {
+				t.Fatalf("MinSize %d is not whole MiB", m)
+			}
+			if err := Format(discard{}, m, opts); err != nil {
+				t.Fatalf("Format at MinSize %d: %v", m, err)
+			}
+			if m > 1<<20 {
+				err := Format(discard{}, m-1<<20, opts)
+				var fe *FitError
+				if err == nil || !errors.As(err, &fe) && !strings.Contains(err.Error(), "fits neither") {
+					t.Fatalf("Format at MinSize-1MiB (%d): %v", m-1<<20, err)
+				}
+			}
+			t.Logf("MinSize %d MiB", m>>20)
+		})
+	}
+}
+
+func manySmall(n int) fstest.MapFS {
+	m := fstest.MapFS{}
+	for i := 0; i < n; i++ {
+		m[fmt.Sprintf("d%d/file-%d.txt", i%7, i)] = &fstest.MapFile{Data: []byte(strings.Repeat("x", i%1500))}
+	}
+	return m
+}
+
+// TestRandomTrees builds random trees (names of every kind, sizes around cluster edges) and
+// requires fsck to be clean and every file to read back.
+func TestRandomTrees(t *testing.T) {
+	n := 6
+	if testing.Short() {
+		n = 2
+	}
+	for seed := int64(1); seed <= int64(n); seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewSource(seed))
+			fsys := randomTree(r)
+			ss := []int{512, 4096}[r.Intn(2)]
+			size := int64(40+r.Intn(300)) << 20
+			if ss == 4096 && size < 64<<20 {
+				size = 64 << 20
+			}
+			img := build(t, size, Options{Root: fsys, SectorSize: ss, Label: "RANDOM"})
+			fsckClean(t, img)
+			readBack(t, img, fsys)
+		})
+	}
+}
+
+func randomTree(r *rand.Rand) fstest.MapFS {
+	parts := []string{"a", "B", "readme", "README", "Long Name", "x.y.z", "ünï", "日本", "data", "~1", "file.txt", "File.TXT2", ".dot", "a+b", "sp ace", "0123456789abcdef"}
+	name := func() string {
+		var b strings.Builder
+		for k := 1 + r.Intn(3); k > 0; k-- {
+			b.WriteString(parts[r.Intn(len(parts))])
+		}
+		s := b.String()
+		for strings.HasSuffix(s, ".") || strings.HasSuffix(s, " ") {
+			s = s[:len(s)-1] + "_"
+		}
+		return s
+	}
+	m := fstest.MapFS{}
+	folded := map[string]bool{}
+	dirs := []string{""}
+	for i := 0; i < 60+r.Intn(200); i++ {
+		parent := dirs[r.Intn(len(dirs))]
+		p := name()
+		if parent != "" {
+			p = parent + "/" + p
+		}
+		if folded[foldKey(p)] || p == "" {
+			continue
+		}
+		folded[foldKey(p)] = true
+		if r.Intn(4) == 0 {
+			m[p] = &fstest.MapFile{Mode: fs.ModeDir | 0o755}
+			dirs = append(dirs, p)
+			continue
+		}
+		sizes := []int{0, 1, 511, 512, 513, 4095, 4096, 4097, r.Intn(100000)}
+		m[p] = &fstest.MapFile{Data: pattern(sizes[r.Intn(len(sizes))], r.Int63())}
+	}
+	return m
+}
