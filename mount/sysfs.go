@@ -1,0 +1,122 @@
+// Package mount finds and mounts piboot's disks without udev: it scans sysfs for block
+// devices, reads their GPTs (with the gpt package) to look partitions up by label and
+// PARTUUID, reads systemd-boot's LoaderDevicePartUUID from efivarfs, waits for late
+// devices, chooses the boot disk in DESIGN.md's order, creates /dev/disk/by-partlabel
+// links, mounts filesystems (probing their type by superblock) and switches root.
+//
+// The discovery logic works on a sysfs tree given by path and an injected table reader,
+// so it is tested with fake trees; the syscalls live in the _linux.go files.
+package mount
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// BlockDev is a whole disk as sysfs describes it.
+type BlockDev struct {
+	Name       string // kernel name, e.g. "mmcblk0"
+	Size       int64  // bytes
+	SectorSize int    // logical block size
+	Removable  bool
+	Dev        string // "major:minor"
+}
+
+// Path is the device node under devDir ("/dev").
+func (b BlockDev) Path(devDir string) string { return filepath.Join(devDir, b.Name) }
+
+// ignoredDisk reports kernel devices that are never a boot disk: loop, RAM and
+// compressed-RAM disks, device-mapper, and the boot partitions of eMMC chips.
+func ignoredDisk(name string) bool {
+	for _, p := range []string{"loop", "ram", "zram", "dm-", "md", "nbd", "sr"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return strings.HasPrefix(name, "mmcblk") && (strings.Contains(name, "boot") || strings.Contains(name, "rpmb"))
+}
+
+func readTrim(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	return strings.TrimSpace(string(b)), err
+}
+
+func readInt(p string) (int64, error) {
+	s, err := readTrim(p)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(s, 10, 64)
+}
+
+// ScanDisks lists the whole disks in sysfsDir ("/sys"), sorted by name, skipping
+// partitions, empty devices (size 0: a card reader without a card, an unbound loop) and
+// devices that are never boot disks.
+func ScanDisks(sysfsDir string) ([]BlockDev, error) {
+	dir := filepath.Join(sysfsDir, "class", "block")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("scan block devices: %w", err)
+	}
+	var disks []BlockDev
+	for _, e := range ents {
+		name := e.Name()
+		d := filepath.Join(dir, name)
+		if _, err := os.Stat(filepath.Join(d, "partition")); err == nil {
+			continue
+		}
+		if ignoredDisk(name) {
+			continue
+		}
+		sectors, err := readInt(filepath.Join(d, "size"))
+		if err != nil || sectors == 0 {
+			continue
+		}
+		bd := BlockDev{Name: name, Size: sectors * 512, SectorSize: 512}
+		if ss, err := readInt(filepath.Join(d, "queue", "logical_block_size")); err == nil && ss > 0 {
+			bd.SectorSize = int(ss)
+		}
+		if r, err := readTrim(filepath.Join(d, "removable")); err == nil {
+			bd.Removable = r == "1"
+		}
+		bd.Dev, _ = readTrim(filepath.Join(d, "dev"))
+		disks = append(disks, bd)
+	}
+	sort.Slice(disks, func(i, j int) bool { return disks[i].Name < disks[j].Name })
+	return disks, nil
+}
+
+// PartitionName returns the kernel name of partition n of disk: looked up in sysfs when
+// the kernel knows it already, else by the kernel's naming rule (a "p" after names ending
+// in a digit: mmcblk0p4, nvme0n1p2, but sda4, vda2).
+func PartitionName(sysfsDir, disk string, n int) string {
+	d := filepath.Join(sysfsDir, "class", "block", disk)
+	if ents, err := os.ReadDir(d); err == nil {
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), disk) {
+				continue
+			}
+			if v, err := readInt(filepath.Join(d, e.Name(), "partition")); err == nil && int(v) == n {
+				return e.Name()
+			}
+		}
+	}
+	if last := disk[len(disk)-1]; last >= '0' && last <= '9' {
+		return disk + "p" + strconv.Itoa(n)
+	}
+	return disk + strconv.Itoa(n)
+}
+
+// DeviceSize returns the size in bytes of a block device (disk or partition) by its
+// kernel name.
+func DeviceSize(sysfsDir, name string) (int64, error) {
+	n, err := readInt(filepath.Join(sysfsDir, "class", "block", name, "size"))
+	if err != nil {
+		return 0, fmt.Errorf("size of %s: %w", name, err)
+	}
+	return n * 512, nil
+}
