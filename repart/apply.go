@@ -1,0 +1,109 @@
+package repart
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/piboot/piboot/gpt"
+)
+
+// Apply carries out l on a device or image of size bytes: it formats each new partition
+// that has Format= (through format, before the partition enters the table, so a cut leaves
+// at worst a formatted stretch of free space), syncs, writes the GPT crash-safely (backup at
+// the real end of the disk, then primary; see gpt.Write) and, for a block device, tells the
+// kernel about the new and grown partitions. It writes nothing outside the new partitions,
+// the two GPT copies and the protective MBR. An empty layout writes nothing.
+//
+// w should also be an io.ReaderAt (so unchanged GPT sectors are not rewritten) and have
+// Sync() error (an *os.File has both).
+func Apply(w io.WriterAt, size int64, l *Layout, format Formatter) error {
+	if l.Empty() {
+		return nil
+	}
+	if size != l.DiskSize {
+		return fmt.Errorf("repart: planned for a %d-byte disk, applying to %d bytes", l.DiskSize, size)
+	}
+	var formats []Partition
+	for _, p := range l.Partitions {
+		if p.Action != Create || p.Definition == nil {
+			continue
+		}
+		d := p.Definition
+		if len(d.CopyFiles) > 0 || len(d.MakeDirectories) > 0 || d.CopyBlocks != "" {
+			return fmt.Errorf("repart: %s: CopyFiles=/MakeDirectories=/CopyBlocks= are filled in by the image builder, not by repart.Apply", d.Path)
+		}
+		if p.Format != "" {
+			if format == nil {
+				return fmt.Errorf("repart: %s: Format=%s but no formatter given", d.Path, p.Format)
+			}
+			formats = append(formats, p)
+		}
+	}
+	for _, p := range formats {
+		sec := &section{w: w, off: p.Offset, size: p.Size}
+		sec.r, _ = w.(io.ReaderAt)
+		req := FormatRequest{
+			Format: p.Format, Label: p.Label, UUID: p.FSUUID, SectorSize: l.SectorSize,
+			Name: fmt.Sprintf("partition %d (%s)", p.Index, p.Label),
+		}
+		if err := format(sec, p.Size, req); err != nil {
+			return fmt.Errorf("repart: format %s as %s: %w", req.Name, p.Format, err)
+		}
+	}
+	if len(formats) > 0 {
+		if s, ok := w.(gpt.Syncer); ok {
+			if err := s.Sync(); err != nil {
+				return fmt.Errorf("repart: sync after formatting: %w", err)
+			}
+		}
+	}
+	if err := gpt.Write(w, size, l.New); err != nil {
+		return fmt.Errorf("repart: %w", err)
+	}
+	return notifyKernel(w, l)
+}
+
+// errOutside is returned for a formatter write beyond its partition.
+var errOutside = errors.New("write outside the partition")
+
+// section confines a formatter to its partition: reads and writes at offsets relative to
+// the partition start, and nothing past its end.
+type section struct {
+	w         io.WriterAt
+	r         io.ReaderAt
+	off, size int64
+}
+
+func (s *section) WriteAt(b []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(b)) > s.size {
+		return 0, fmt.Errorf("%w: %d bytes at %d of a %d-byte partition", errOutside, len(b), off, s.size)
+	}
+	return s.w.WriteAt(b, s.off+off)
+}
+
+func (s *section) ReadAt(b []byte, off int64) (int, error) {
+	if s.r == nil {
+		return 0, errors.New("device is not readable")
+	}
+	if off < 0 || off >= s.size {
+		return 0, io.EOF
+	}
+	n := len(b)
+	if rem := s.size - off; int64(n) > rem {
+		n = int(rem)
+	}
+	m, err := s.r.ReadAt(b[:n], s.off+off)
+	if err == nil && m < len(b) {
+		err = io.EOF
+	}
+	return m, err
+}
+
+// Sync passes through to the device, so formatters can order their own writes.
+func (s *section) Sync() error {
+	if sy, ok := s.w.(gpt.Syncer); ok {
+		return sy.Sync()
+	}
+	return nil
+}

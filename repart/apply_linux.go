@@ -1,0 +1,71 @@
+package repart
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const blkpg = 0x1269 // _IO(0x12, 105)
+
+// notifyKernel makes the kernel see new and grown partitions of a block device: BLKPG for
+// each (works while other partitions of the disk are in use), else one BLKRRPART.
+func notifyKernel(w io.WriterAt, l *Layout) error {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+		return nil
+	}
+	var blkpgErr error
+	for _, p := range l.Partitions {
+		op := int32(0)
+		switch p.Action {
+		case Create:
+			op = unix.BLKPG_ADD_PARTITION
+		case Grow:
+			op = unix.BLKPG_RESIZE_PARTITION
+		default:
+			continue
+		}
+		part := unix.BlkpgPartition{Start: p.Offset, Length: p.Size, Pno: int32(p.Index)}
+		arg := unix.BlkpgIoctlArg{Op: op, Datalen: int32(unsafe.Sizeof(part)), Data: (*byte)(unsafe.Pointer(&part))}
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), blkpg, uintptr(unsafe.Pointer(&arg))); e != 0 {
+			blkpgErr = fmt.Errorf("BLKPG %s partition %d: %w", p.Action, p.Index, e)
+			break
+		}
+	}
+	if blkpgErr == nil {
+		return nil
+	}
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0); err != nil {
+		return fmt.Errorf("repart: the table is written, but the kernel was not told: %v; BLKRRPART: %w", blkpgErr, err)
+	}
+	return nil
+}
+
+// DeviceSize returns the size of a block device or regular file, and the logical sector
+// size of a block device (0 for a file: gpt.Read then probes).
+func DeviceSize(f *os.File) (size int64, sectorSize int, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	if fi.Mode()&os.ModeDevice == 0 {
+		return fi.Size(), 0, nil
+	}
+	var sz uint64
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&sz))); e != 0 {
+		return 0, 0, fmt.Errorf("%s: BLKGETSIZE64: %w", f.Name(), e)
+	}
+	ss, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%s: BLKSSZGET: %w", f.Name(), err)
+	}
+	return int64(sz), ss, nil
+}

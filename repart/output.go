@@ -1,0 +1,127 @@
+package repart
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// PartitionNode names partition n of a disk the way the kernel does: /dev/sda3,
+// /dev/mmcblk0p3, disk.img3.
+func PartitionNode(disk string, n int) string {
+	if disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9' && strings.HasPrefix(disk, "/dev/") {
+		return fmt.Sprintf("%sp%d", disk, n)
+	}
+	return fmt.Sprintf("%s%d", disk, n)
+}
+
+// WriteTable prints the layout as systemd-repart does: one row per partition with its size
+// and padding change, then the sums and what will happen.
+func (l *Layout) WriteTable(w io.Writer, disk string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintln(tw, "TYPE\tLABEL\tUUID\tFILE\tNODE\tOFFSET\tSIZE\tPADDING\tACTIVITY")
+	var sumSize, sumPad uint64
+	for _, p := range l.Partitions {
+		file := "-"
+		if p.Definition != nil {
+			file = p.Definition.Name()
+		}
+		label := p.Label
+		if label == "" {
+			label = "-"
+		}
+		old := uint64(p.OldSize)
+		if p.Action == Create {
+			old = Unset
+		}
+		oldPad := uint64(p.OldPadding)
+		if p.Action == Create {
+			oldPad = Unset
+		}
+		sumSize += uint64(p.Size)
+		sumPad += uint64(p.Padding)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.TypeName, label, p.UUID, file,
+			PartitionNode(disk, p.Index), p.Offset, sizeChange(old, uint64(p.Size)), sizeChange(oldPad, uint64(p.Padding)), p.Action)
+	}
+	fmt.Fprintf(tw, "\t\t\t\t\t\tΣ = %s\tΣ = %s\t\n", formatBytes(sumSize), formatBytes(sumPad))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range l.Dropped {
+		fmt.Fprintf(w, "dropped (does not fit, Priority=%d): %s\n", d.Priority, d.Path)
+	}
+	for _, r := range l.Repair {
+		fmt.Fprintf(w, "repair: %s\n", r)
+	}
+	if l.Empty() {
+		_, err := fmt.Fprintln(w, "No changes.")
+		return err
+	}
+	return nil
+}
+
+func sizeChange(from, to uint64) string {
+	switch {
+	case from == Unset:
+		return "→ " + formatBytes(to)
+	case from == to:
+		return formatBytes(from)
+	default:
+		return formatBytes(from) + " → " + formatBytes(to)
+	}
+}
+
+// jsonPartition is one row of the JSON output, with systemd's field names where they exist.
+type jsonPartition struct {
+	Type       string `json:"type"`
+	TypeUUID   string `json:"type_uuid"`
+	Label      string `json:"label"`
+	UUID       string `json:"uuid"`
+	File       string `json:"file,omitempty"`
+	Node       string `json:"node"`
+	Partno     int    `json:"partno"`
+	Offset     int64  `json:"offset"`
+	OldSize    int64  `json:"old_size"`
+	RawSize    int64  `json:"raw_size"`
+	OldPadding int64  `json:"old_padding"`
+	RawPadding int64  `json:"raw_padding"`
+	Attributes uint64 `json:"attributes"`
+	Activity   Action `json:"activity"`
+	Format     string `json:"format,omitempty"`
+	FSUUID     string `json:"fs_uuid,omitempty"`
+}
+
+// WriteJSON prints the layout as a JSON object: the partitions, whether anything changes,
+// the dropped definitions and the repairs.
+func (l *Layout) WriteJSON(w io.Writer, disk string) error {
+	out := struct {
+		Disk       string          `json:"disk"`
+		Size       int64           `json:"size"`
+		SectorSize int             `json:"sector_size"`
+		Changed    bool            `json:"changed"`
+		Empty      bool            `json:"empty"`
+		Partitions []jsonPartition `json:"partitions"`
+		Dropped    []string        `json:"dropped,omitempty"`
+		Repair     []string        `json:"repair,omitempty"`
+	}{Disk: disk, Size: l.DiskSize, SectorSize: l.SectorSize, Changed: l.Changed, Empty: l.Empty(), Repair: l.Repair}
+	for _, p := range l.Partitions {
+		j := jsonPartition{Type: p.TypeName, TypeUUID: p.Type.String(), Label: p.Label, UUID: p.UUID.String(),
+			Node: PartitionNode(disk, p.Index), Partno: p.Index - 1, Offset: p.Offset, OldSize: p.OldSize, RawSize: p.Size,
+			OldPadding: p.OldPadding, RawPadding: p.Padding, Attributes: p.Attributes, Activity: p.Action, Format: p.Format}
+		if p.Definition != nil {
+			j.File = p.Definition.Name()
+		}
+		if p.Format != "" {
+			j.FSUUID = p.FSUUID.String()
+		}
+		out.Partitions = append(out.Partitions, j)
+	}
+	for _, d := range l.Dropped {
+		out.Dropped = append(out.Dropped, d.Path)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
