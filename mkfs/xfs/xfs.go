@@ -99,6 +99,13 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	if r == nil {
 		r, _ = w.(io.ReaderAt)
 	}
+	if r != nil {
+		// A writer may claim to read and not be able to (repart's partition section over a
+		// write-only device): then zero by writing, as mkfs.xfs does.
+		if _, err := r.ReadAt(make([]byte, ss), 0); err != nil {
+			r = nil
+		}
+	}
 	d := &device{w: w, r: r, size: size, gran: ss, dataRanges: dataRangesFunc(r)}
 	// Sectors we write anyway need no zeroing first, except the primary superblock's: the old
 	// one must be gone before anything else changes.
@@ -144,3 +151,27 @@ func format(d *device, g *geometry, l *layout) error {
 	}
 	return d.sync()
 }
+
+// Geometry summarizes the filesystem Format makes for a size, as mkfs.xfs prints it.
+type Geometry struct {
+	SectorSize int
+	BlockSize  int
+	Blocks     uint64 // data blocks (the partition's tail beyond the last full AG is unused)
+	AGCount    uint32
+	AGBlocks   uint32
+	LogBlocks  uint32
+}
+
+// Plan returns the geometry Format would use for a partition of size bytes, or the error it
+// would return for that size.
+func Plan(size int64, sectorSize int) (Geometry, error) {
+	g, err := planGeometry(size, sectorSize)
+	if err != nil {
+		return Geometry{}, fmt.Errorf("xfs: %w", err)
+	}
+	return Geometry{SectorSize: sectorSize, BlockSize: blockSize, Blocks: g.dblocks, AGCount: g.agCount,
+		AGBlocks: g.agBlocks, LogBlocks: g.logBlocks}, nil
+}
+
+// SectorSize is the sector size Format picks for w when Options.SectorSize is zero.
+func SectorSize(w any) int { return deviceSectorSize(w) }

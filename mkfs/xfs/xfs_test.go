@@ -148,3 +148,28 @@ func (c *countingOnly) WriteAt(b []byte, off int64) (int, error) {
 	c.n += int64(len(b))
 	return c.w.WriteAt(b, off)
 }
+
+type unreadable struct{}
+
+func (unreadable) ReadAt([]byte, int64) (int, error) { return 0, errors.New("device is not readable") }
+
+// A reader that cannot read (repart's section over a write-only device) means zeroing by
+// writing, not failing.
+func TestUnreadableReader(t *testing.T) {
+	const size = 400 << 20
+	d := &memDisk{b: make([]byte, size)}
+	for i := range d.b {
+		d.b[i] = 0xa5
+	}
+	if err := Format(d, size, Options{Reader: unreadable{}}); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := planGeometry(size, 512)
+	l := int64(g.logBlocks) << blockLog
+	log := d.b[g.offset(g.logAG, g.prealloc)+4096 : g.offset(g.logAG, g.prealloc)+l]
+	for i, c := range log {
+		if c != 0 {
+			t.Fatalf("log byte %d is %#x", i+4096, c)
+		}
+	}
+}
