@@ -107,7 +107,7 @@ func Bless(efivars, esp string, good bool) (from, to string, err error) {
 	}
 	if _, err := os.Stat(from); err != nil {
 		if _, err2 := os.Stat(to); err2 == nil {
-			return from, to, nil // already done (e.g. a second call)
+			return to, to, nil // already done (e.g. a second call)
 		}
 		return from, to, fmt.Errorf("boot entry from LoaderBootCountPath: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,4 +71,34 @@ func syncFS(path string) error {
 	}
 	defer f.Close()
 	return unix.Syncfs(int(f.Fd()))
+}
+
+// FindESP returns the first of /efi, /boot/efi and /boot below root that is a mount point:
+// where systemd looks for the ESP (or XBOOTLDR).
+func FindESP(root string) (string, error) {
+	for _, c := range []string{"/efi", "/boot/efi", "/boot"} {
+		if p := filepath.Join(root, c); IsMountPoint(p) {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no ESP mounted at /efi, /boot/efi or /boot below %s", root)
+}
+
+// BootedVersion is the running version: IMAGE_VERSION from os-release below root, else the
+// suffix of piboot.store=nix-store_<v> on the kernel command line.
+func BootedVersion(root string) string {
+	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+		if b, err := os.ReadFile(filepath.Join(root, p)); err == nil {
+			if v := ParseOSRelease(string(b))["IMAGE_VERSION"]; v != "" {
+				return v
+			}
+		}
+	}
+	b, _ := os.ReadFile("/proc/cmdline")
+	for _, w := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(w, "piboot.store=nix-store_"); ok {
+			return v
+		}
+	}
+	return ""
 }

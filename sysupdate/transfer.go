@@ -169,6 +169,11 @@ func Load(dirs []string, spec Specifiers) ([]*Transfer, error) {
 	}
 	names := make([]string, 0, len(chosen))
 	for n := range chosen {
+		// An image ships each transfer twice, as .transfer for systemd >= 257 and .conf for
+		// older readers; the .transfer one wins so it is not run twice.
+		if stem, ok := strings.CutSuffix(n, ".conf"); ok && chosen[stem+".transfer"] != "" {
+			continue
+		}
 		names = append(names, n)
 	}
 	sort.Strings(names)

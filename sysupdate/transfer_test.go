@@ -110,7 +110,7 @@ func TestParseTransferErrors(t *testing.T) {
 
 func TestLoadMasking(t *testing.T) {
 	etc, usr := t.TempDir(), t.TempDir()
-	for _, n := range []string{"10-a.transfer", "20-b.conf"} {
+	for _, n := range []string{"10-a.transfer", "20-b.conf", "30-c.transfer", "30-c.conf"} {
 		os.WriteFile(filepath.Join(usr, n), []byte(goodTransfer), 0o644)
 	}
 	os.Symlink("/dev/null", filepath.Join(etc, "10-a.transfer"))
@@ -119,7 +119,7 @@ func TestLoadMasking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ts) != 1 || ts[0].Name != "20-b" {
+	if len(ts) != 2 || ts[0].Name != "20-b" || ts[1].File != filepath.Join(usr, "30-c.transfer") {
 		t.Errorf("got %d transfers", len(ts))
 	}
 	if _, err := Load([]string{t.TempDir()}, nil); err == nil {

@@ -217,14 +217,9 @@ func (u *Updater) targetDir(t *Transfer) (string, error) {
 	}
 	esp := u.ESP
 	if esp == "" {
-		for _, c := range []string{"/efi", "/boot/efi", "/boot"} {
-			if IsMountPoint(filepath.Join(u.root(), c)) {
-				esp = filepath.Join(u.root(), c)
-				break
-			}
-		}
-		if esp == "" {
-			return "", fmt.Errorf("%s: PathRelativeTo=%s: no ESP mounted at /efi, /boot/efi or /boot (pass --esp)", t.File, t.Target.PathRelativeTo)
+		var err error
+		if esp, err = FindESP(u.root()); err != nil {
+			return "", fmt.Errorf("%s: PathRelativeTo=%s: %w (pass --esp)", t.File, t.Target.PathRelativeTo, err)
 		}
 	}
 	return filepath.Join(esp, t.Target.Path), nil

@@ -100,9 +100,6 @@ func newFixture(t *testing.T, signed bool) *fixture {
 		pub = pubKey
 	}
 	for p, body := range ImageFiles("piboot", f.srv.URL+"/", pub) {
-		if strings.HasSuffix(p, ".conf") {
-			continue
-		}
 		full := filepath.Join(f.root, p)
 		os.MkdirAll(filepath.Dir(full), 0o755)
 		os.WriteFile(full, body, 0o644)

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/piboot/piboot/sysupdate"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+func init() {
+	register("update", "list, check for, install and vacuum versions (systemd-sysupdate's contract)", runUpdate)
+}
+
+func runUpdate(args []string) int {
+	fs := newFlagSet("update", "list | check-new | update [VERSION] | vacuum")
+	defs := fs.String("definitions", "", "directory of *.transfer/*.conf files (default: /etc, /run, /usr/local/lib, /usr/lib sysupdate.d)")
+	source := fs.String("source", "", "update source, URL or directory, replacing every transfer's Path=")
+	root := fs.String("root", "/", "file system to operate on (keyring, os-release, transfer directories)")
+	disk := fs.String("disk", "", "block device or image that Path=auto means (default: the disk holding --root)")
+	esp := fs.String("esp", "", "where the ESP is mounted (default: /efi, /boot/efi or /boot)")
+	booted := fs.String("booted", "", "the running version, never removed (default: IMAGE_VERSION, else piboot.store= on the kernel command line)")
+	keyring := fs.String("keyring", "", "OpenPGP keyring to verify SHA256SUMS against (default: systemd's import-pubring paths)")
+	quiet := fs.Bool("quiet", false, "no progress bar, no step messages")
+	fs.Parse(args)
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return 2
+	}
+	verb := fs.Arg(0)
+	if *booted == "" {
+		*booted = sysupdate.BootedVersion(*root)
+	}
+	spec, _ := sysupdate.SpecifiersFromOSRelease(*root)
+	if spec['A'] == "" && *booted != "" {
+		spec['A'] = *booted
+	}
+	dirs := []string{*defs}
+	if *defs == "" {
+		dirs = nil
+		for _, d := range sysupdate.DefaultDirs {
+			dirs = append(dirs, filepath.Join(*root, d))
+		}
+	}
+	ts, err := sysupdate.Load(dirs, spec)
+	if err != nil {
+		return fail("update", err)
+	}
+	u := &sysupdate.Updater{Transfers: ts, Root: *root, Disk: *disk, ESP: *esp, Booted: *booted, Keyring: *keyring}
+	if !*quiet {
+		u.Log = os.Stderr
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			u.Progress = func(name string, size int64) io.Writer {
+				return progressbar.DefaultBytes(size, name)
+			}
+		}
+	}
+	if *source != "" {
+		if u.Source, err = sysupdate.OpenSource(*source); err != nil {
+			return fail("update", err)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	switch verb {
+	case "list":
+		av, err := u.FetchAvailable(ctx)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "piboot update: sources not available (%v); showing installed versions only\n", err)
+			av = nil
+		}
+		list, err := u.List(av)
+		if err != nil {
+			return fail("update", err)
+		}
+		fmt.Printf("%-20s %s\n", "VERSION", "STATE")
+		for _, vi := range list {
+			var st []string
+			for _, f := range []struct {
+				on   bool
+				name string
+			}{{vi.Booted, "booted"}, {vi.Installed, "installed"}, {vi.Partial, "partial"}, {vi.Available, "available"}, {vi.Protected, "protected"}} {
+				if f.on {
+					st = append(st, f.name)
+				}
+			}
+			fmt.Printf("%-20s %s\n", vi.Version, strings.Join(st, ", "))
+		}
+	case "check-new":
+		v, _, err := u.CheckNew(ctx)
+		if err != nil {
+			return fail("update", err)
+		}
+		if v == "" {
+			fmt.Fprintln(os.Stderr, "no new version available")
+			return 1 // systemd-sysupdate's convention: 0 means "there is one"
+		}
+		fmt.Println(v)
+	case "update":
+		v, err := u.Update(ctx, fs.Arg(1))
+		if err != nil {
+			return fail("update", explain(err))
+		}
+		if v == "" {
+			fmt.Println("up to date")
+		} else {
+			fmt.Printf("installed %s\n", v)
+		}
+	case "vacuum":
+		n, err := u.Vacuum()
+		if err != nil {
+			return fail("update", err)
+		}
+		fmt.Printf("removed %d instances\n", n)
+	default:
+		fmt.Fprintf(os.Stderr, "piboot update: unknown verb %q\n", verb)
+		fs.Usage()
+		return 2
+	}
+	return 0
+}
+
+// explain adds what the user can do about the errors that need a decision.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, sysupdate.ErrSignature):
+		return fmt.Errorf("%w\nnothing was written; the update is refused", err)
+	case errors.Is(err, sysupdate.ErrNoSpace):
+		return fmt.Errorf("%w\nnothing was written; `piboot update vacuum` or a lower ProtectVersion= frees a slot", err)
+	case errors.Is(err, sysupdate.ErrHashMismatch), errors.Is(err, sysupdate.ErrTooLarge):
+		return fmt.Errorf("%w\nthe slot stays marked partial (never booted); installed versions are untouched and the next update reuses it", err)
+	}
+	return err
+}
