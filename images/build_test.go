@@ -234,6 +234,23 @@ func TestBuildDemo(t *testing.T) {
 		t.Errorf("sha256sum -c: %v\n%s", err, out)
 	}
 
+	// inspect finds partitions, filesystems, versions and the UKI's command line.
+	f, _ = os.Open(img)
+	rep, err := Inspect(f, res.Size)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	rep.Format(&text)
+	for _, w := range []string{"vfat (FAT32", "nix-store_v0       v0        squashfs (4.0, zstd", "[read-only]", "_empty", "empty",
+		"loader: /EFI/BOOT/BOOTAA64.EFI", "loader.conf: timeout 3", "uki: /EFI/Linux/piboot_v0.efi", "checksum ok", "piboot version v0, kernel 6.1.0-",
+		"cmdline: " + info.Cmdline()} {
+		if !strings.Contains(text.String(), w) {
+			t.Errorf("inspect output lacks %q:\n%s", w, text.String())
+		}
+	}
+
 	// A second build of the same inputs: the same bytes for every output.
 	if _, err := Build(c, Options{OutDir: out2}); err != nil {
 		t.Fatal(err)

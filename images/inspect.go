@@ -1,0 +1,197 @@
+package images
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/uki"
+)
+
+// Report is what Inspect finds in an image or on a disk.
+type Report struct {
+	Size       int64
+	SectorSize int
+	DiskGUID   string
+	Problems   []string // GPT copies found bad or stale
+	Partitions []PartReport
+	UKIs       []UKIReport
+	LoaderConf string
+	Loader     string // path of the default loader on the ESP, if present
+}
+
+// PartReport describes one partition.
+type PartReport struct {
+	Index      int
+	Offset     int64
+	Size       int64
+	Type       string
+	UUID       string
+	Label      string
+	Flags      []string
+	Filesystem string // vfat, squashfs, ext4, xfs, empty, unknown
+	FSDetail   string // e.g. compression and used bytes, or the filesystem label
+	Version    string // the version in a label of the form name_<version>
+}
+
+// UKIReport describes a UKI found on the ESP.
+type UKIReport struct {
+	Path, Version, ImageID, Uname, Cmdline string
+	Size                                   int64
+	ChecksumOK                             bool
+}
+
+// Inspect reads the GPT of r (size bytes), identifies each partition's filesystem and
+// reads the UKIs and loader.conf from the ESP.
+func Inspect(r io.ReaderAt, size int64) (*Report, error) {
+	var t *gpt.Table
+	var err error
+	for _, ss := range []int{512, 4096} {
+		if t, err = gpt.Read(r, size, ss); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{Size: size, SectorSize: t.SectorSize, DiskGUID: t.DiskGUID.String(), Problems: t.Status.Problems}
+	for _, p := range t.Partitions {
+		pr := PartReport{
+			Index: p.Index, Offset: int64(p.FirstLBA) * int64(t.SectorSize), Size: p.Size(t.SectorSize),
+			Type: gpt.TypeName(p.Type), UUID: p.UUID.String(), Label: p.Name,
+		}
+		for bit, name := range map[uint64]string{gpt.AttrRequired: "required", gpt.AttrNoBlockIO: "no-block-io",
+			gpt.AttrLegacyBootable: "legacy-bootable", gpt.AttrGrowFS: "growfs", gpt.AttrReadOnly: "read-only", gpt.AttrNoAuto: "no-auto"} {
+			if p.Attributes&bit != 0 {
+				pr.Flags = append(pr.Flags, name)
+			}
+		}
+		sort.Strings(pr.Flags)
+		if i := strings.LastIndexByte(p.Name, '_'); i > 0 && i < len(p.Name)-1 {
+			pr.Version = p.Name[i+1:]
+		}
+		sec := io.NewSectionReader(r, pr.Offset, pr.Size)
+		pr.Filesystem, pr.FSDetail = identify(sec, pr.Size)
+		rep.Partitions = append(rep.Partitions, pr)
+		if pr.Filesystem == "vfat" && p.Type == gpt.TypeESP {
+			rep.readESP(sec, pr.Size)
+		}
+	}
+	return rep, nil
+}
+
+func (rep *Report) readESP(r io.ReaderAt, size int64) {
+	f, err := openFAT(r, size)
+	if err != nil {
+		rep.Problems = append(rep.Problems, "ESP: "+err.Error())
+		return
+	}
+	if b, err := f.ReadFile("loader/loader.conf"); err == nil {
+		rep.LoaderConf = string(b)
+	}
+	if ents, err := f.List("EFI/BOOT"); err == nil {
+		for _, e := range ents {
+			if strings.HasPrefix(strings.ToUpper(e.Name), "BOOT") && strings.HasSuffix(strings.ToUpper(e.Name), ".EFI") {
+				rep.Loader = "/EFI/BOOT/" + e.Name
+			}
+		}
+	}
+	ents, err := f.List("EFI/Linux")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.Dir || !strings.EqualFold(path.Ext(e.Name), ".efi") {
+			continue
+		}
+		p := "/EFI/Linux/" + e.Name
+		b, err := f.ReadFile(p)
+		if err != nil {
+			rep.Problems = append(rep.Problems, p+": "+err.Error())
+			continue
+		}
+		info, err := uki.Read(bytes.NewReader(b), int64(len(b)), false)
+		if err != nil {
+			rep.Problems = append(rep.Problems, p+": "+err.Error())
+			continue
+		}
+		osr := info.OSRelease()
+		u, _ := info.Section(".uname")
+		rep.UKIs = append(rep.UKIs, UKIReport{Path: p, Version: osr["IMAGE_VERSION"], ImageID: osr["IMAGE_ID"], Uname: string(u),
+			Cmdline: info.Cmdline(), Size: int64(len(b)), ChecksumOK: info.Checksum == info.Computed})
+	}
+}
+
+var squashComp = map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
+
+// identify names the filesystem at the start of r by its magic numbers.
+func identify(r io.ReaderAt, size int64) (fs, detail string) {
+	b := make([]byte, 2048)
+	n, _ := r.ReadAt(b, 0)
+	b = b[:n]
+	switch {
+	case len(b) >= 96 && string(b[0:4]) == "hsqs":
+		used := binary.LittleEndian.Uint64(b[40:])
+		return "squashfs", fmt.Sprintf("%d.%d, %s, %s used", binary.LittleEndian.Uint16(b[28:]), binary.LittleEndian.Uint16(b[30:]),
+			squashComp[binary.LittleEndian.Uint16(b[20:])], human(int64(used)))
+	case len(b) >= 512 && b[510] == 0x55 && b[511] == 0xaa && (bytes.HasPrefix(b[82:], []byte("FAT32")) || bytes.HasPrefix(b[54:], []byte("FAT1"))):
+		label := strings.TrimSpace(string(b[71:82]))
+		kind := "FAT32"
+		if !bytes.HasPrefix(b[82:], []byte("FAT32")) {
+			label, kind = strings.TrimSpace(string(b[43:54])), strings.TrimSpace(string(b[54:62]))
+		}
+		return "vfat", fmt.Sprintf("%s, label %q", kind, label)
+	case len(b) >= 1024+136 && binary.LittleEndian.Uint16(b[1024+56:]) == 0xef53:
+		return "ext4", fmt.Sprintf("label %q", strings.TrimRight(string(b[1024+120:1024+136]), "\x00"))
+	case len(b) >= 120 && string(b[0:4]) == "XFSB":
+		return "xfs", fmt.Sprintf("label %q", strings.TrimRight(string(b[108:120]), "\x00"))
+	}
+	// Nothing recognised: empty if the first MiB (or all of a small partition) is zeros.
+	z := make([]byte, min(size, 1<<20))
+	if n, _ := r.ReadAt(z, 0); n == len(z) && allZero(z) {
+		return "empty", ""
+	}
+	return "unknown", ""
+}
+
+// Format writes rep as text.
+func (rep *Report) Format(w io.Writer) {
+	fmt.Fprintf(w, "disk: %s (%d bytes), %d-byte sectors, GUID %s\n", human(rep.Size), rep.Size, rep.SectorSize, rep.DiskGUID)
+	for _, p := range rep.Problems {
+		fmt.Fprintf(w, "problem: %s\n", p)
+	}
+	fmt.Fprintf(w, "%-3s %-10s %-10s %-14s %-18s %-9s %s\n", "#", "start", "size", "type", "label", "version", "filesystem")
+	for _, p := range rep.Partitions {
+		v := p.Version
+		if v == "" {
+			v = "-"
+		}
+		fs := p.Filesystem
+		if p.FSDetail != "" {
+			fs += " (" + p.FSDetail + ")"
+		}
+		if len(p.Flags) > 0 {
+			fs += " [" + strings.Join(p.Flags, ",") + "]"
+		}
+		fmt.Fprintf(w, "%-3d %-10s %-10s %-14s %-18s %-9s %s\n", p.Index, human(p.Offset), human(p.Size), p.Type, p.Label, v, fs)
+		fmt.Fprintf(w, "    partuuid %s\n", p.UUID)
+	}
+	if rep.Loader != "" {
+		fmt.Fprintf(w, "loader: %s\n", rep.Loader)
+	}
+	if rep.LoaderConf != "" {
+		fmt.Fprintf(w, "loader.conf: %s\n", strings.Join(strings.FieldsFunc(rep.LoaderConf, func(r rune) bool { return r == '\n' }), "; "))
+	}
+	for _, u := range rep.UKIs {
+		ck := "checksum ok"
+		if !u.ChecksumOK {
+			ck = "checksum WRONG"
+		}
+		fmt.Fprintf(w, "uki: %s (%s, %s): %s version %s, kernel %s\n     cmdline: %s\n", u.Path, human(u.Size), ck, u.ImageID, u.Version, u.Uname, u.Cmdline)
+	}
+}
