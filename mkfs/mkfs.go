@@ -19,19 +19,21 @@ func ForRepart(w io.WriterAt, size int64, req repart.FormatRequest) error {
 	if !ok {
 		return fmt.Errorf("partition %s: Format=%s is not supported (supported: ext4, vfat)", req.Name, req.Format)
 	}
+	if format == nil {
+		return fmt.Errorf("partition %s: Format=%s is not supported yet", req.Name, req.Format)
+	}
 	if err := format(w, size, req); err != nil {
 		return fmt.Errorf("partition %s: Format=%s: %w", req.Name, req.Format, err)
 	}
 	return nil
 }
 
-// formats maps a repart.d Format= value to its writer; a new filesystem is one entry here.
+// formats maps a repart.d Format= value to its writer; a new filesystem is one entry here,
+// and a nil writer marks a format that is planned but not there yet.
 var formats = map[string]func(w io.WriterAt, size int64, req repart.FormatRequest) error{
 	"ext4": formatExt4,
 	"vfat": formatVfat,
-	"xfs": func(io.WriterAt, int64, repart.FormatRequest) error {
-		return fmt.Errorf("Format=xfs is not supported yet")
-	},
+	"xfs":  nil,
 }
 
 func formatExt4(w io.WriterAt, size int64, req repart.FormatRequest) error {

@@ -213,7 +213,7 @@ func planLayout(size int64, opts *Options) (*layout, error) {
 		}
 		rsvGroups := ceilDiv(maxBlocks, blocksPerGroup)
 		rsv := int64(ceilDiv(rsvGroups, blockSize/descSize)) - int64(l.descBlocks)
-		rsv = min(max(rsv, 0), addrPerBlock-int64(l.descBlocks))
+		rsv = min(max(rsv, 0), addrPerBlock)
 		l.rsvGDT = uint64(max(rsv, 0))
 		// Like mke2fs, drop a last group too small for its own metadata.
 		rem := l.blocks % blocksPerGroup

@@ -1,0 +1,101 @@
+package mkfs
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/piboot/piboot/internal/testutil"
+	"github.com/piboot/piboot/repart"
+)
+
+// TestForRepart formats a partition in the middle of a disk image through an offset writer,
+// as repart.Apply does, and checks that nothing outside it was touched.
+func TestForRepart(t *testing.T) {
+	testutil.Need(t, "e2fsck", "dumpe2fs", "fsck.vfat")
+	dir := t.TempDir()
+	id := uuid.MustParse("4f68bce3-e8cd-4db1-96e7-fbcaf984b709")
+	for _, tc := range []struct {
+		format, check string
+		args          []string
+	}{
+		{"ext4", "e2fsck", []string{"-fn"}},
+		{"vfat", "fsck.vfat", []string{"-n"}},
+	} {
+		const off, size = 1 << 20, 64 << 20
+		disk := filepath.Join(dir, tc.format+".img")
+		guard := []byte(strings.Repeat("G", 4096))
+		f, err := os.Create(disk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Truncate(off + size + 4096)
+		f.WriteAt(guard, off-4096)
+		f.WriteAt(guard, off+size)
+		req := repart.FormatRequest{Format: tc.format, Label: "root-x86-64", UUID: id, SectorSize: 512, Name: "disk.img partition 2 (root)"}
+		if err := ForRepart(f, 0, req); err == nil {
+			t.Errorf("%s: size 0 accepted", tc.format)
+		}
+		w := &offsetWriter{f, off}
+		if err := ForRepart(w, size, req); err != nil {
+			t.Fatalf("%s: %v", tc.format, err)
+		}
+		got := make([]byte, 4096)
+		for _, at := range []int64{off - 4096, off + size} {
+			f.ReadAt(got, at)
+			if string(got) != string(guard) {
+				t.Errorf("%s: wrote outside the partition near %d", tc.format, at)
+			}
+		}
+		part := filepath.Join(dir, tc.format+".part")
+		buf := make([]byte, size)
+		f.ReadAt(buf, off)
+		f.Close()
+		os.WriteFile(part, buf, 0o644)
+		if out, err := exec.Command(tc.check, append(tc.args, part)...).CombinedOutput(); err != nil {
+			t.Errorf("%s %s: %v\n%s", tc.check, part, err, out)
+		}
+		if tc.format == "ext4" {
+			out, _ := exec.Command("dumpe2fs", "-h", part).CombinedOutput()
+			if !strings.Contains(string(out), id.String()) || !strings.Contains(string(out), "root-x86-64") {
+				t.Errorf("ext4 lacks the requested UUID or label:\n%s", out)
+			}
+		}
+	}
+}
+
+type offsetWriter struct {
+	f   *os.File
+	off int64
+}
+
+func (w *offsetWriter) WriteAt(p []byte, off int64) (int, error) { return w.f.WriteAt(p, w.off+off) }
+
+func TestForRepartErrors(t *testing.T) {
+	for _, tc := range []struct{ format, want string }{
+		{"xfs", "Format=xfs is not supported yet"},
+		{"btrfs", "Format=btrfs is not supported"},
+		{"", "Format= is not supported"},
+	} {
+		err := ForRepart(nil, 1<<30, repart.FormatRequest{Format: tc.format, Name: "/dev/mmcblk0p4 (root)"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "/dev/mmcblk0p4 (root)") {
+			t.Errorf("Format=%s: %v, want %q naming the partition", tc.format, err, tc.want)
+		}
+	}
+}
+
+func TestTruncateLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"root":                    "root",
+		"root-x86-64-verity-sigs": "root-x86-64-veri",
+		"ääääääääää":              "ääääääää",
+	} {
+		if got := truncateLabel(in, 16); got != want {
+			t.Errorf("truncateLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
