@@ -1,17 +1,16 @@
 package images
 
 import (
-	"bytes"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
-	"github.com/coreos/go-systemd/v22/unit"
 	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/repart"
 )
 
 // Definition is a build-time repart.d partition definition (the keys systemd-repart uses
@@ -35,7 +34,8 @@ type Definition struct {
 	line      map[string]int // key → line, for errors found after parsing
 }
 
-// CopyFile is one CopyFiles=SOURCE[:TARGET] pair.
+// CopyFile is one CopyFiles=SOURCE[:TARGET] pair: SOURCE in the image's virtual source tree
+// (/boot is the ESP content, the store's mount point the store tree), TARGET in the partition.
 type CopyFile struct{ Source, Target string }
 
 // Where returns "file:line" of key, or the file.
@@ -44,39 +44,6 @@ func (d *Definition) Where(key string) string {
 		return fmt.Sprintf("%s:%d", d.File, l)
 	}
 	return d.File
-}
-
-// ParseSize parses a systemd size: bytes, or a number with K, M, G, T, P, E (powers of 1024,
-// optionally followed by B or iB).
-func ParseSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "i")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		if i := strings.IndexByte("KMGTPE", t[n-1]); i >= 0 {
-			mult = 1 << (10 * (i + 1))
-			t = t[:n-1]
-		}
-	}
-	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || v < 0 || t == "" {
-		return 0, fmt.Errorf("bad size %q", s)
-	}
-	r := v * float64(mult)
-	if r > 1<<62 {
-		return 0, fmt.Errorf("size %q too large", s)
-	}
-	return int64(r), nil
-}
-
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "1", "yes", "y", "true", "t", "on":
-		return true, nil
-	case "0", "no", "n", "false", "f", "off":
-		return false, nil
-	}
-	return false, fmt.Errorf("bad boolean %q", s)
 }
 
 // LoadDefinitions reads every *.conf of dir in file-name order. Labels are expanded with
@@ -110,111 +77,63 @@ func LoadDefinitions(dir string, c *Config) ([]*Definition, error) {
 	return defs, nil
 }
 
+// parseDefinition parses one build-time definition with repart's parser (systemd 252's
+// keys and meanings), after two additions of newer systemd that image definitions such as
+// the seed's use: %A and %M (image version and id) in values, and Minimize=, which changes
+// nothing here because every partition is sized to its content or its SizeMinBytes anyway.
 func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
-	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	lines := optionLines(data)
-	d := &Definition{File: file, Name: strings.TrimSuffix(filepath.Base(file), ".conf"), line: map[string]int{}}
-	typ := ""
-	for i, o := range opts {
-		where := file
-		if len(lines) == len(opts) {
-			where = fmt.Sprintf("%s:%d", file, lines[i])
-			d.line[o.Name] = lines[i]
+	lines := strings.Split(string(data), "\n")
+	keyLine := map[string]int{}
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		k, v, ok := strings.Cut(t, "=")
+		if !ok || t == "" || t[0] == '#' || t[0] == ';' || t[0] == '[' {
+			continue
 		}
-		bad := func(err error) error { return fmt.Errorf("%s: %s=%s: %w", where, o.Name, o.Value, err) }
-		if o.Section != "Partition" {
-			return nil, fmt.Errorf("%s: unknown section [%s]", where, o.Section)
-		}
-		v := o.Value
-		switch o.Name {
-		case "Type":
-			typ = v
-		case "Label":
-			l, err := expandLabel(v, c)
-			if err != nil {
-				return nil, bad(err)
-			}
-			if n := len([]rune(l)); n > 36 {
-				return nil, bad(fmt.Errorf("label longer than the 36 characters GPT holds"))
-			}
-			d.Label = l
-		case "UUID":
-			u, err := uuid.Parse(v)
-			if err != nil {
-				return nil, bad(err)
-			}
-			d.UUID = u
-		case "Format":
-			switch v {
-			case "vfat", "squashfs", "":
+		k = strings.TrimSpace(k)
+		keyLine[k] = i + 1
+		where := fmt.Sprintf("%s:%d", file, i+1)
+		if k == "Minimize" {
+			switch strings.TrimSpace(v) {
+			case "off", "no", "false", "0", "best", "guess":
 			default:
-				return nil, bad(fmt.Errorf("the image builder writes vfat and squashfs (other filesystems are made on the device)"))
+				return nil, fmt.Errorf("%s: Minimize=%s: want off, best or guess", where, strings.TrimSpace(v))
 			}
-			d.Format = v
-		case "SizeMinBytes", "SizeMaxBytes":
-			n, err := ParseSize(v)
-			if err != nil {
-				return nil, bad(err)
-			}
-			if o.Name == "SizeMinBytes" {
-				d.MinSize = n
-			} else {
-				d.MaxSize = n
-			}
-		case "ReadOnly", "NoAuto", "GrowFileSystem":
-			b, err := parseBool(v)
-			if err != nil {
-				return nil, bad(err)
-			}
-			switch o.Name {
-			case "ReadOnly":
-				d.ReadOnly = b
-			case "NoAuto":
-				d.NoAuto = b
-			default:
-				d.GrowFS = b
-			}
-		case "Flags":
-			n, err := strconv.ParseUint(v, 0, 64)
-			if err != nil {
-				return nil, bad(err)
-			}
-			d.Flags = n
-		case "SplitName":
-			d.SplitName = v
-		case "Minimize":
-			if _, err := parseBool(v); err != nil && v != "best" && v != "guess" {
-				return nil, bad(fmt.Errorf("want off, best or guess"))
-			}
-		case "CopyFiles":
-			src, dst, _ := strings.Cut(v, ":")
-			if dst == "" {
-				dst = src
-			}
-			if !strings.HasPrefix(src, "/") || !strings.HasPrefix(dst, "/") {
-				return nil, bad(fmt.Errorf("source and target must be absolute"))
-			}
-			d.CopyFiles = append(d.CopyFiles, CopyFile{filepath.Clean(src), filepath.Clean(dst)})
-		default:
-			return nil, fmt.Errorf("%s: unknown or unsupported key %s= at build time", where, o.Name)
+			lines[i] = "# " + l // keep the line numbers of everything else
+			continue
 		}
+		lines[i] = k + "=" + expandImage(v, c)
 	}
-	if typ == "" {
-		return nil, fmt.Errorf("%s: Type= is required", file)
-	}
-	t, err := gpt.ParseType(typ, GPTArch(c.Architecture))
+	rd, err := repart.Parse(file, []byte(strings.Join(lines, "\n")), GPTArch(c.Architecture))
 	if err != nil {
-		return nil, fmt.Errorf("%s: Type=%s: %w", d.Where("Type"), typ, err)
+		return nil, err
 	}
-	d.Type, d.TypeName = t, typ
-	if d.MaxSize > 0 && d.MinSize > d.MaxSize {
-		return nil, fmt.Errorf("%s: SizeMinBytes=%d is larger than SizeMaxBytes=%d", d.Where("SizeMinBytes"), d.MinSize, d.MaxSize)
+	d := &Definition{File: file, Name: strings.TrimSuffix(filepath.Base(file), ".conf"), line: keyLine,
+		Type: rd.Type, TypeName: rd.TypeName, Label: rd.Label, UUID: rd.UUID, Format: rd.Format,
+		ReadOnly: rd.ReadOnly == repart.Yes, NoAuto: rd.NoAuto == repart.Yes, GrowFS: rd.GrowFileSystem == repart.Yes,
+		Flags: rd.Flags, SplitName: rd.SplitName}
+	if rd.SizeMin != repart.Unset {
+		d.MinSize = int64(rd.SizeMin)
 	}
-	if len(d.CopyFiles) > 0 && d.Format == "" {
-		return nil, fmt.Errorf("%s: CopyFiles= needs Format=", d.Where("CopyFiles"))
+	if rd.SizeMax != repart.Unset {
+		d.MaxSize = int64(rd.SizeMax)
+	}
+	if n := len([]rune(d.Label)); n > 36 {
+		return nil, fmt.Errorf("%s: Label=%s: longer than the 36 characters GPT holds", d.Where("Label"), d.Label)
+	}
+	switch {
+	case rd.CopyBlocks != "":
+		return nil, fmt.Errorf("%s: CopyBlocks= is not supported by the image builder (use CopyFiles=)", d.Where("CopyBlocks"))
+	case len(rd.MakeDirectories) > 0:
+		return nil, fmt.Errorf("%s: MakeDirectories= is not supported by the image builder", d.Where("MakeDirectories"))
+	case d.Format != "" && d.Format != "vfat" && d.Format != "squashfs":
+		return nil, fmt.Errorf("%s: Format=%s: the image builder writes vfat and squashfs (other filesystems are made on the device at first boot)", d.Where("Format"), d.Format)
+	}
+	for _, cf := range rd.CopyFiles {
+		if !strings.HasPrefix(cf.Source, "/") || !strings.HasPrefix(cf.Target, "/") {
+			return nil, fmt.Errorf("%s: CopyFiles=%s:%s: source and target must be absolute", d.Where("CopyFiles"), cf.Source, cf.Target)
+		}
+		d.CopyFiles = append(d.CopyFiles, CopyFile{path.Clean(cf.Source), path.Clean(cf.Target)})
 	}
 	if d.Label == "" {
 		d.Label = d.TypeName
@@ -231,29 +150,26 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 	return d, nil
 }
 
-// expandLabel resolves systemd-repart's specifiers in Label=: %A image version, %M image
-// id, %%. (systemd takes them from the host's os-release; at build time they are the image's.)
-func expandLabel(s string, c *Config) (string, error) {
+// expandImage resolves %A (image version) and %M (image id), which systemd takes from the
+// host's os-release and which at build time are the image's; "%%" and other specifiers are
+// left for repart's parser and SplitName=.
+func expandImage(s string, c *Config) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] != '%' {
+		if s[i] != '%' || i+1 == len(s) {
 			b.WriteByte(s[i])
 			continue
 		}
-		if i+1 == len(s) {
-			return "", fmt.Errorf("specifier %% at the end")
-		}
-		i++
-		switch s[i] {
+		switch s[i+1] {
 		case 'A':
 			b.WriteString(c.Version)
 		case 'M':
 			b.WriteString(c.ID)
-		case '%':
-			b.WriteByte('%')
 		default:
-			return "", fmt.Errorf("unsupported specifier %%%c (known: %%A %%M %%%%)", s[i])
+			b.WriteByte('%')
+			b.WriteByte(s[i+1])
 		}
+		i++
 	}
-	return b.String(), nil
+	return b.String()
 }
