@@ -9,6 +9,7 @@ import (
 
 	"github.com/piboot/piboot/mkfs/ext4"
 	"github.com/piboot/piboot/mkfs/vfat"
+	"github.com/piboot/piboot/mkfs/xfs"
 	"github.com/piboot/piboot/repart"
 )
 
@@ -33,7 +34,7 @@ func ForRepart(w io.WriterAt, size int64, req repart.FormatRequest) error {
 var formats = map[string]func(w io.WriterAt, size int64, req repart.FormatRequest) error{
 	"ext4": formatExt4,
 	"vfat": formatVfat,
-	"xfs":  nil,
+	"xfs":  formatXFS,
 }
 
 func formatExt4(w io.WriterAt, size int64, req repart.FormatRequest) error {
@@ -50,6 +51,16 @@ func formatExt4(w io.WriterAt, size int64, req repart.FormatRequest) error {
 func formatVfat(w io.WriterAt, size int64, req repart.FormatRequest) error {
 	return vfat.Format(w, size, vfat.Options{
 		Label:      vfat.MangleLabel(req.Label),
+		UUID:       req.UUID,
+		SectorSize: req.SectorSize,
+	})
+}
+
+// formatXFS makes what systemd-repart's mkfs.xfs call makes. w (repart's partition section)
+// also reads, so the log is only written where it is not zero already.
+func formatXFS(w io.WriterAt, size int64, req repart.FormatRequest) error {
+	return xfs.Format(w, size, xfs.Options{
+		Label:      truncateLabel(req.Label, 12), // systemd truncates XFS labels to 12 bytes
 		UUID:       req.UUID,
 		SectorSize: req.SectorSize,
 	})

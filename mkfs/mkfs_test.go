@@ -77,7 +77,7 @@ func (w *offsetWriter) WriteAt(p []byte, off int64) (int, error) { return w.f.Wr
 
 func TestForRepartErrors(t *testing.T) {
 	for _, tc := range []struct{ format, want string }{
-		{"xfs", "Format=xfs is not supported yet"},
+		{"xfs", "Format=xfs: xfs: no device"},
 		{"btrfs", "Format=btrfs is not supported"},
 		{"", "Format= is not supported"},
 	} {

@@ -12,6 +12,9 @@ import (
 	"github.com/piboot/piboot/mkfs/xfs"
 )
 
+// The mkfs dispatcher (mkfs.go) runs the types listed in mkfsOther.
+func init() { mkfsOther["xfs"] = mkfsXFS }
+
 // mkfsXFS is `piboot mkfs xfs`; the mkfs dispatcher calls it with the arguments after "xfs".
 func mkfsXFS(args []string) int {
 	const name = "mkfs xfs"
