@@ -1,17 +1,15 @@
 package uki
 
 import (
-	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"testing"
 	"time"
 
+	"github.com/piboot/piboot/internal/qemu"
 	"github.com/piboot/piboot/internal/testutil"
 )
 
@@ -22,8 +20,7 @@ func TestBootAAVMF(t *testing.T) {
 	if testing.Short() {
 		t.Skip("QEMU boot in -short mode")
 	}
-	testutil.Need(t, "qemu-system-aarch64", "mkfs.vfat", "mmd", "mcopy",
-		"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd")
+	testutil.Need(t, "mkfs.vfat", "mmd", "mcopy")
 	nonce := make([]byte, 6)
 	rand.Read(nonce)
 	marker := "uki.test=" + hex.EncodeToString(nonce)
@@ -40,47 +37,8 @@ func TestBootAAVMF(t *testing.T) {
 	run("mkfs.vfat", "-C", esp, "65536")
 	run("mmd", "-i", esp, "::EFI", "::EFI/BOOT")
 	run("mcopy", "-i", esp, path, "::EFI/BOOT/BOOTAA64.EFI")
-	vars := filepath.Join(dir, "vars.fd")
-	b, err := os.ReadFile("/usr/share/AAVMF/AAVMF_VARS.fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(vars, b, 0o644)
-
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-m", "1024",
-		"-accel", "tcg", "-nographic", "-no-reboot", "-nodefaults", "-serial", "stdio",
-		"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd",
-		"-drive", "if=pflash,format=raw,file="+vars,
-		"-drive", "if=virtio,format=raw,file="+esp)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	want := []string{"Kernel command line: console=ttyAMA0 panic=-1 " + marker, "Run /init as init process"}
-	var log strings.Builder
-	sc := bufio.NewScanner(out)
-	for sc.Scan() && len(want) > 0 {
-		line := sc.Text()
-		log.WriteString(line + "\n")
-		if strings.Contains(line, want[0]) {
-			want = want[1:]
-		}
-	}
-	if len(want) > 0 {
-		t.Fatalf("console never showed %q (ctx: %v); console:\n%s", want[0], ctx.Err(), tail(log.String(), 3000))
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
+	vm := qemu.Start(t, qemu.Config{UEFI: true, Disks: []qemu.Disk{{Path: esp, Bus: qemu.Virtio}}})
+	defer vm.Kill()
+	vm.WaitFor(regexp.QuoteMeta("Kernel command line: console=ttyAMA0 panic=-1 "+marker), 120*time.Second)
+	vm.WaitFor("Run /init as init process", 60*time.Second)
 }
