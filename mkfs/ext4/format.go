@@ -109,12 +109,14 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 }
 
 type formatter struct {
-	l      *layout
-	o      *Options
-	seed   uint32 // metadata_csum seed: crc32c of the UUID
-	jseq   uint32
-	leaf   []byte // the journal's extent leaf block, if it needs one
-	writes []blockWrite
+	l    *layout
+	o    *Options
+	seed uint32 // metadata_csum seed: crc32c of the UUID
+	jseq uint32
+	leaf []byte // the journal's extent leaf block, if it needs one
+	// bbCache keeps the block bitmaps built for the descriptor checksums until they are written.
+	bbCache map[int][]byte
+	writes  []blockWrite
 }
 
 type blockWrite struct {
@@ -291,6 +293,9 @@ func (f *formatter) descriptors() []byte {
 // blockBitmap builds group g's block bitmap from the layout's used runs; bits past the end of
 // a short last group are set, as the kernel expects.
 func (f *formatter) blockBitmap(g int) []byte {
+	if bm := f.bbCache[g]; bm != nil {
+		return bm
+	}
 	l := f.l
 	gr := &l.groups[g]
 	bm := make([]byte, blockSize)
@@ -298,15 +303,27 @@ func (f *formatter) blockBitmap(g int) []byte {
 	i := sort.Search(len(l.used.runs), func(i int) bool { return l.used.runs[i].end() > gr.start })
 	for ; i < len(l.used.runs) && l.used.runs[i].start < end; i++ {
 		r := l.used.runs[i]
-		for b := max(r.start, gr.start); b < min(r.end(), end); b++ {
-			o := b - gr.start
-			bm[o/8] |= 1 << (o % 8)
-		}
+		setBits(bm, max(r.start, gr.start)-gr.start, min(r.end(), end)-gr.start)
 	}
-	for o := gr.blocks; o < blocksPerGroup; o++ {
-		bm[o/8] |= 1 << (o % 8)
+	setBits(bm, gr.blocks, blocksPerGroup)
+	if f.bbCache == nil {
+		f.bbCache = map[int][]byte{}
 	}
+	f.bbCache[g] = bm
 	return bm
+}
+
+// setBits sets bits [from, to) of bm.
+func setBits(bm []byte, from, to uint64) {
+	for ; from < to && from%8 != 0; from++ {
+		bm[from/8] |= 1 << (from % 8)
+	}
+	for ; from+8 <= to; from += 8 {
+		bm[from/8] = 0xFF
+	}
+	for ; from < to; from++ {
+		bm[from/8] |= 1 << (from % 8)
+	}
 }
 
 // inodeBitmap builds group g's inode bitmap: group 0 has the reserved inodes and lost+found;
@@ -318,9 +335,7 @@ func (f *formatter) inodeBitmap(g int) []byte {
 			bm[i/8] |= 1 << (i % 8)
 		}
 	}
-	for i := int(f.l.inodesPerGrp); i < blockSize*8; i++ {
-		bm[i/8] |= 1 << (i % 8)
-	}
+	setBits(bm, uint64(f.l.inodesPerGrp), blockSize*8)
 	return bm
 }
 

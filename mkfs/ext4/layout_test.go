@@ -147,3 +147,15 @@ func TestUsedSet(t *testing.T) {
 		t.Errorf("nextUsed = %d", n)
 	}
 }
+
+func TestSetBits(t *testing.T) {
+	for _, r := range [][2]uint64{{0, 0}, {0, 1}, {3, 5}, {7, 17}, {8, 16}, {5, 100}, {0, 32768}} {
+		bm := make([]byte, 4096)
+		setBits(bm, r[0], r[1])
+		for b := uint64(0); b < 32768; b++ {
+			if got, want := bm[b/8]&(1<<(b%8)) != 0, b >= r[0] && b < r[1]; got != want {
+				t.Fatalf("setBits%v: bit %d = %v", r, b, got)
+			}
+		}
+	}
+}

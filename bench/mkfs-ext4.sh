@@ -1,0 +1,103 @@
+#!/bin/bash
+# bench/mkfs-ext4.sh: piboot's ext4 writer vs mkfs.ext4 at 8, 32 and 128 GiB.
+#
+# For each size and each formatter: wall time, bytes written to the (loop) device while
+# formatting, then bytes the kernel writes in the first MOUNT_SECONDS (default 60) after
+# mounting the result (ext4lazyinit zeroing inode tables, journal setup). Bytes come from
+# /sys/block/loopN/stat (sectors written; discards are not writes and are counted apart).
+# Formatters:
+#   piboot      piboot mkfs ext4 (this repository)
+#   repart      mkfs.ext4 with systemd-repart 252's arguments (zeroes the journal, discards)
+#   lazy        mkfs.ext4 -E lazy_itable_init=1,lazy_journal_init=1
+# With REPART=1 (default when cmd/piboot/repart.go exists) it also runs piboot repart vs
+# systemd-repart adding a Format=ext4 root to the same 128 GiB loop device.
+# Needs root. Usage: bench/mkfs-ext4.sh [sizes in GiB...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${*:-8 32 128}
+MOUNT_SECONDS=${MOUNT_SECONDS:-60}
+work=$(mktemp -d /tmp/bench-mkfs-ext4.XXXXXX)
+loopdev=""
+cleanup() {
+	mountpoint -q "$work/mnt" 2>/dev/null && umount "$work/mnt"
+	[ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null
+	rm -rf "$work"
+}
+trap cleanup EXIT
+go build -o "$work/piboot" ./cmd/piboot
+mkdir -p "$work/mnt"
+uuid=8f3c1a52-3b59-4e3c-a6c3-3c0d9c2f8a11
+
+written() { awk '{printf "%.0f\n", $7 * 512}' "/sys/block/$(basename "$loopdev")/stat"; }
+now() { date +%s%N; }
+mib() { awk -v b="$1" 'BEGIN{printf "%.2f", b/1048576}'; }
+
+printf '%-6s %-8s %10s %14s %18s\n' size tool "wall ms" "written MiB" "kernel ${MOUNT_SECONDS}s MiB"
+declare -A T W K
+for gib in $SIZES; do
+	for tool in piboot repart lazy; do
+		img="$work/disk.img"
+		rm -f "$img"
+		truncate -s "${gib}G" "$img"
+		loopdev=$(losetup -f --show "$img")
+		sync
+		w0=$(written); t0=$(now)
+		case $tool in
+		piboot) "$work/piboot" mkfs ext4 --label root --uuid $uuid "$loopdev" ;;
+		repart) mkfs.ext4 -q -L root -U $uuid -I 256 -O has_journal -m 0 -E discard,lazy_itable_init=1 -T default "$loopdev" ;;
+		lazy) mkfs.ext4 -q -F -L root -U $uuid -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$loopdev" ;;
+		esac
+		sync
+		t1=$(now); w1=$(written)
+		mount "$loopdev" "$work/mnt"
+		sleep "$MOUNT_SECONDS"
+		sync
+		w2=$(written)
+		umount "$work/mnt"
+		e2fsck -fn "$loopdev" >/dev/null 2>&1 || { echo "e2fsck failed after $tool at ${gib}G" >&2; exit 1; }
+		losetup -d "$loopdev"; loopdev=""
+		rm -f "$img"
+		T[$gib,$tool]=$(( (t1 - t0) / 1000000 )); W[$gib,$tool]=$((w1 - w0)); K[$gib,$tool]=$((w2 - w1))
+		printf '%-6s %-8s %10d %14s %18s\n' "${gib}G" $tool "${T[$gib,$tool]}" "$(mib $((w1 - w0)))" "$(mib $((w2 - w1)))"
+	done
+done
+echo
+echo "ratios (piboot / mkfs.ext4): time and bytes written while formatting"
+for gib in $SIZES; do
+	for ref in repart lazy; do
+		awk -v g="$gib" -v r="$ref" -v pt="${T[$gib,piboot]}" -v rt="${T[$gib,$ref]}" -v pw="${W[$gib,piboot]}" -v rw="${W[$gib,$ref]}" \
+			'BEGIN{printf "%4sG vs %-7s time %.2f  bytes %.4f\n", g, r, pt/(rt?rt:1), pw/(rw?rw:1)}'
+	done
+done
+
+# piboot repart vs systemd-repart, once piboot repart exists.
+if [ "${REPART:-$([ -f cmd/piboot/repart.go ] && echo 1 || echo 0)}" = 1 ]; then
+	echo
+	echo "piboot repart vs systemd-repart: add Format=ext4 root to an empty 128 GiB GPT disk"
+	mkdir -p "$work/defs"
+	cat >"$work/defs/10-root.conf" <<-CONF
+	[Partition]
+	Type=root
+	Format=ext4
+	CONF
+	for tool in systemd-repart piboot; do
+		img="$work/disk.img"
+		rm -f "$img"
+		truncate -s 128G "$img"
+		sgdisk -o "$img" >/dev/null
+		loopdev=$(losetup -f --show "$img")
+		sync
+		w0=$(written); t0=$(now)
+		case $tool in
+		systemd-repart) systemd-repart --dry-run=no --definitions="$work/defs" --seed=$uuid "$loopdev" >/dev/null 2>&1 ;;
+		piboot) "$work/piboot" repart --dry-run=no --definitions="$work/defs" --seed=$uuid "$loopdev" >/dev/null ;;
+		esac
+		sync
+		t1=$(now); w1=$(written)
+		losetup -d "$loopdev"; loopdev=""
+		T[r,$tool]=$(( (t1 - t0) / 1000000 )); W[r,$tool]=$((w1 - w0))
+		printf '%-15s %8d ms %12s MiB written\n' $tool "${T[r,$tool]}" "$(mib $((w1 - w0)))"
+	done
+	awk -v pt="${T[r,piboot]}" -v rt="${T[r,systemd-repart]}" -v pw="${W[r,piboot]}" -v rw="${W[r,systemd-repart]}" \
+		'BEGIN{printf "piboot/systemd-repart: time %.3f (goal <= 0.333), bytes %.4f (goal <= 0.02)\n", pt/(rt?rt:1), pw/(rw?rw:1)}'
+fi
