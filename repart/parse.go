@@ -60,7 +60,12 @@ type Definition struct {
 	CopyBlocksSize  uint64
 	MakeDirectories []string
 
-	lines map[string]int // key → line, for errors found after parsing
+	lines map[string]pos // where each key was set, for errors found after parsing
+}
+
+type pos struct {
+	file string
+	line int
 }
 
 // Name is the definition file's base name, as systemd prints it.
@@ -118,7 +123,6 @@ func ParseDir(dir, arch string) ([]Definition, error) {
 			if err != nil {
 				return nil, fmt.Errorf("repart: %w", err)
 			}
-			d.lines = nil // a drop-in may override the file's keys
 			if err := d.parse(dp, b, arch); err != nil {
 				return nil, err
 			}
@@ -207,7 +211,7 @@ func splitLines(src []byte) []iniLine {
 func (d *Definition) parse(file string, src []byte, arch string) error {
 	section := ""
 	if d.lines == nil {
-		d.lines = map[string]int{}
+		d.lines = map[string]pos{}
 	}
 	seen := map[string]int{}
 	for _, l := range splitLines(src) {
@@ -240,7 +244,7 @@ func (d *Definition) parse(file string, src []byte, arch string) error {
 			return bad("duplicate %s= (first set on line %d)", key, prev)
 		}
 		seen[key] = l.n
-		d.lines[key] = l.n
+		d.lines[key] = pos{file, l.n}
 		if err := d.set(key, val, arch); err != nil {
 			return bad("%s=%s: %v", key, val, err)
 		}
@@ -388,7 +392,7 @@ func (d *Definition) set(key, val, arch string) error {
 // finish applies the cross-key checks and defaults systemd applies after parsing.
 func (d *Definition) finish(file string) error {
 	bad := func(key, format string, a ...any) error {
-		return &Error{File: file, Line: d.lines[key], Msg: fmt.Sprintf(format, a...)}
+		return d.errorAt(key, fmt.Sprintf(format, a...))
 	}
 	if d.SizeMin != Unset && d.SizeMax != Unset && d.SizeMin > d.SizeMax {
 		return bad("SizeMinBytes", "SizeMinBytes= larger than SizeMaxBytes=")
@@ -424,6 +428,14 @@ func (d *Definition) finish(file string) error {
 	return nil
 }
 
+// errorAt names the file and line where key was set (the definition file itself if unset).
+func (d *Definition) errorAt(key, msg string) error {
+	if p, ok := d.lines[key]; ok {
+		return &Error{File: p.file, Line: p.line, Msg: msg}
+	}
+	return &Error{File: d.Path, Msg: msg}
+}
+
 func checkDuplicates(defs []Definition) error {
 	labels := map[string]*Definition{}
 	uuids := map[uuid.UUID]*Definition{}
@@ -431,13 +443,13 @@ func checkDuplicates(defs []Definition) error {
 		d := &defs[i]
 		if d.LabelSet && d.Label != "" {
 			if o := labels[d.Label]; o != nil {
-				return &Error{File: d.Path, Line: d.lines["Label"], Msg: fmt.Sprintf("duplicate definition: Label=%s is also used by %s", d.Label, o.Path)}
+				return d.errorAt("Label", fmt.Sprintf("duplicate definition: Label=%s is also used by %s", d.Label, o.Path))
 			}
 			labels[d.Label] = d
 		}
 		if d.UUIDSet && d.UUID != uuid.Nil {
 			if o := uuids[d.UUID]; o != nil {
-				return &Error{File: d.Path, Line: d.lines["UUID"], Msg: fmt.Sprintf("duplicate definition: UUID=%s is also used by %s", d.UUID, o.Path)}
+				return d.errorAt("UUID", fmt.Sprintf("duplicate definition: UUID=%s is also used by %s", d.UUID, o.Path))
 			}
 			uuids[d.UUID] = d
 		}
