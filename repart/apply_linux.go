@@ -24,19 +24,20 @@ func notifyKernel(w io.WriterAt, l *Layout) error {
 	}
 	var blkpgErr error
 	for _, p := range l.Partitions {
-		op := int32(0)
+		var err error
 		switch p.Action {
 		case Create:
-			op = unix.BLKPG_ADD_PARTITION
+			err = blkpgPartition(f, unix.BLKPG_ADD_PARTITION, p)
 		case Grow:
-			op = unix.BLKPG_RESIZE_PARTITION
+			err = blkpgPartition(f, unix.BLKPG_RESIZE_PARTITION, p)
+			if err == unix.ENXIO { // the kernel never had it (no partition parser): add it
+				err = blkpgPartition(f, unix.BLKPG_ADD_PARTITION, p)
+			}
 		default:
 			continue
 		}
-		part := unix.BlkpgPartition{Start: p.Offset, Length: p.Size, Pno: int32(p.Index)}
-		arg := unix.BlkpgIoctlArg{Op: op, Datalen: int32(unsafe.Sizeof(part)), Data: (*byte)(unsafe.Pointer(&part))}
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), blkpg, uintptr(unsafe.Pointer(&arg))); e != 0 {
-			blkpgErr = fmt.Errorf("BLKPG %s partition %d: %w", p.Action, p.Index, e)
+		if err != nil {
+			blkpgErr = fmt.Errorf("BLKPG %s partition %d: %w", p.Action, p.Index, err)
 			break
 		}
 	}
@@ -45,6 +46,15 @@ func notifyKernel(w io.WriterAt, l *Layout) error {
 	}
 	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0); err != nil {
 		return fmt.Errorf("repart: the table is written, but the kernel was not told: %v; BLKRRPART: %w", blkpgErr, err)
+	}
+	return nil
+}
+
+func blkpgPartition(f *os.File, op int32, p Partition) error {
+	part := unix.BlkpgPartition{Start: p.Offset, Length: p.Size, Pno: int32(p.Index)}
+	arg := unix.BlkpgIoctlArg{Op: op, Datalen: int32(unsafe.Sizeof(part)), Data: (*byte)(unsafe.Pointer(&part))}
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, f.Fd(), blkpg, uintptr(unsafe.Pointer(&arg))); e != 0 {
+		return e
 	}
 	return nil
 }
