@@ -1,0 +1,255 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sys/unix"
+
+	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/initrd"
+	"github.com/piboot/piboot/mkfs"
+	"github.com/piboot/piboot/mount"
+	"github.com/piboot/piboot/repart"
+)
+
+const (
+	newRoot    = "/sysroot"
+	efivarsDir = "/sys/firmware/efi/efivars"
+)
+
+// espType is the EFI system partition's type GUID.
+var espType = uuid.MustParse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
+
+// mounted lists what this attempt mounted, so a retry starts from a clean /sysroot.
+var mounted []string
+
+func undoMounts() {
+	for i := len(mounted) - 1; i >= 0; i-- {
+		if err := unix.Unmount(mounted[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+			logf("retry", "unmount %s: %v", mounted[i], err)
+		}
+	}
+	mounted = nil
+}
+
+func doMount(dev, target, fstype string, flags uintptr, data, what string) error {
+	fstype, err := mount.Mount(dev, target, fstype, flags, data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	mounted = append(mounted, target)
+	ro := ""
+	if flags&unix.MS_RDONLY != 0 {
+		ro = ", read-only"
+	}
+	logf("mount", "%s (%s, %s%s) on %s", dev, what, fstype, ro, strings.TrimPrefix(target, newRoot))
+	return nil
+}
+
+// boot is one attempt; it returns only on failure.
+func boot(attempt int) error {
+	if attempt > 1 {
+		logf("retry", "attempt %d", attempt)
+		undoMounts()
+	}
+	efi, err := mount.KernelFS()
+	if err != nil {
+		return err
+	}
+	if attempt == 1 {
+		extra := ""
+		if efi {
+			extra = " efivarfs"
+		}
+		logf("start", "/dev /proc /sys /run%s mounted", extra)
+	}
+	if err := loadModules(); err != nil {
+		return err
+	}
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	cfg, err := parseCmdline(string(b))
+	if err != nil {
+		return err
+	}
+
+	// The boot disk.
+	opts := mount.Options{
+		StoreLabel: cfg.Store, Candidates: cfg.Disks, Timeout: cfg.Timeout,
+		Logf: func(f string, a ...any) { logf("disk", f, a...) },
+	}
+	if opts.Timeout <= 0 { // piboot.timeout=0: look once, do not wait
+		opts.Timeout = time.Nanosecond
+	}
+	if efi {
+		id, ok, err := mount.LoaderDevicePartUUID(efivarsDir)
+		switch {
+		case err != nil:
+			logf("disk", "ignoring LoaderDevicePartUUID: %v", err)
+		case ok:
+			logf("disk", "LoaderDevicePartUUID=%s", id)
+			opts.LoaderPartUUID = id
+		}
+	}
+	t0 := time.Now()
+	found, err := mount.FindBootDisk(opts)
+	if err != nil {
+		return err
+	}
+	disk := found.Disk
+	devPath := "/dev/" + disk.Name
+	logf("disk", "%s (%s) after %d ms, %d bytes", devPath, found.How, time.Since(t0).Milliseconds(), disk.Size)
+	for _, o := range found.Others {
+		logf("disk", "%s also holds a partition labelled %q; ignored", o, cfg.Store)
+	}
+
+	// First-boot partitioning.
+	defs, table, err := runRepart(devPath)
+	if err != nil {
+		return err
+	}
+	disk.Parts = mount.PartsOf(table)
+	links, err := mount.PartLinks("/dev", "/sys", disk)
+	if err != nil {
+		return fmt.Errorf("/dev/disk links: %w", err)
+	}
+	logf("links", "%d in /dev/disk/by-partlabel", len(links))
+
+	node := func(p mount.Part) (string, error) {
+		n := "/dev/" + mount.PartitionName("/sys", disk.Name, p.Index)
+		return n, mount.WaitDevice(n, 5*time.Second)
+	}
+	// Root.
+	rootPart, ok := disk.ByLabel(cfg.Root)
+	if !ok {
+		return fmt.Errorf("%s has no partition labelled %q (piboot.root=); partitions: %s", devPath, cfg.Root, strings.Join(disk.Labels(), ", "))
+	}
+	rootDev, err := node(rootPart)
+	if err != nil {
+		return err
+	}
+	if err := doMount(rootDev, newRoot, formatOf(defs, rootPart), 0, "", cfg.Root); err != nil {
+		return err
+	}
+	// Store.
+	storePart, ok := disk.ByLabel(cfg.Store)
+	if !ok { // FindBootDisk guarantees it; the table was just rewritten, though
+		return fmt.Errorf("%s has no partition labelled %q (piboot.store=)", devPath, cfg.Store)
+	}
+	storeDev, err := node(storePart)
+	if err != nil {
+		return err
+	}
+	if err := doMount(storeDev, filepath.Join(newRoot, cfg.StoreMount), "squashfs", unix.MS_RDONLY, "", cfg.Store); err != nil {
+		return err
+	}
+	// ESP.
+	for _, p := range disk.Parts {
+		if p.Type != espType {
+			continue
+		}
+		espDev, err := node(p)
+		if err != nil {
+			return err
+		}
+		if err := doMount(espDev, filepath.Join(newRoot, "boot"), "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077", p.Label); err != nil {
+			return err
+		}
+		break
+	}
+
+	if _, err := os.Lstat(filepath.Join(newRoot, cfg.Init)); err != nil {
+		return fmt.Errorf("init=%s: not found in the new root (is the store %s intact?): %w", cfg.Init, storeDev, err)
+	}
+	if cfg.Shell {
+		emergencyShell("piboot.shell: leave the shell (exit) to continue with switch_root")
+	}
+	args := append([]string{cfg.Init}, os.Args[1:]...)
+	logf("switch_root", "%s after %d ms", cfg.Init, time.Since(started).Milliseconds())
+	err = mount.SwitchRoot(newRoot, cfg.Init, args, os.Environ())
+	// The kernel filesystems may have moved already: put them back for the shell.
+	for _, d := range []string{"/dev", "/proc", "/sys", "/run"} {
+		if !mount.IsMountPoint(d) {
+			_ = os.MkdirAll(d, 0o755)
+			_ = unix.Mount(filepath.Join(newRoot, d), d, "", unix.MS_MOVE, "")
+		}
+	}
+	return fmt.Errorf("switch_root to %s: %w", cfg.Init, err)
+}
+
+// runRepart applies /etc/repart.d to the disk and returns the definitions and the table
+// now on the disk.
+func runRepart(devPath string) ([]repart.Definition, *gpt.Table, error) {
+	t0 := time.Now()
+	defs, err := repart.ParseDir(initrd.RepartDir, runtime.GOARCH)
+	if err != nil {
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(devPath, os.O_RDWR, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	size, ss, err := repart.DeviceSize(f)
+	if err != nil {
+		return nil, nil, err
+	}
+	table, err := gpt.Read(f, size, ss)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", devPath, err)
+	}
+	for _, p := range table.Status.Problems {
+		logf("repart", "%s: %s", devPath, p)
+	}
+	seed, _, err := repart.Seed("", "/etc/machine-id", table)
+	if err != nil {
+		return nil, nil, err
+	}
+	layout, err := repart.Plan(repart.Disk{Size: size, Table: table}, defs, seed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", devPath, err)
+	}
+	if layout.Empty() {
+		logf("repart", "no changes (%d definitions) in %d ms", len(defs), time.Since(t0).Milliseconds())
+		return defs, table, nil
+	}
+	if err := repart.Apply(f, size, layout, mkfs.ForRepart); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", devPath, err)
+	}
+	for _, p := range layout.Partitions {
+		switch p.Action {
+		case repart.Create:
+			fs := ""
+			if p.Format != "" {
+				fs = ", " + p.Format
+			}
+			logf("repart", "created %s (%q, %d bytes%s)", repart.PartitionNode(devPath, p.Index), p.Label, p.Size, fs)
+		case repart.Grow:
+			logf("repart", "grew %s (%q) from %d to %d bytes", repart.PartitionNode(devPath, p.Index), p.Label, p.OldSize, p.Size)
+		}
+	}
+	for _, r := range layout.Repair {
+		logf("repart", "repaired: %s", r)
+	}
+	logf("repart", "done in %d ms", time.Since(t0).Milliseconds())
+	return defs, layout.New, nil
+}
+
+// formatOf is the Format= of the definition that labels the partition, or "" (probe).
+func formatOf(defs []repart.Definition, p mount.Part) string {
+	for _, d := range defs {
+		if d.Label == p.Label && d.Type == p.Type && d.Format != "" {
+			return d.Format
+		}
+	}
+	return ""
+}

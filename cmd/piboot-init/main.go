@@ -1,0 +1,48 @@
+// Command piboot-init is PID 1 of piboot's initramfs. It mounts the kernel filesystems,
+// loads the modules shipped in the initramfs, finds the boot disk (LoaderDevicePartUUID,
+// then piboot.disk= candidates, then any disk with the store's label), runs repart with
+// /etc/repart.d (creating and formatting the root partition on first boot), mounts root,
+// store and ESP by partition label and switches root into init=.
+//
+// Every step is printed as "piboot-init: <step>: <detail>". Any failure prints
+// "piboot-init: error: <reason>" and starts the emergency shell on the console; leaving
+// the shell retries the boot. PID 1 never exits and never panics.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime/debug"
+	"time"
+)
+
+// started is when PID 1 began, for "switch_root: <init> after <N> ms".
+var started = time.Now()
+
+func logf(step, format string, args ...any) {
+	fmt.Fprintf(os.Stdout, "piboot-init: "+step+": "+format+"\n", args...)
+}
+
+func main() {
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "piboot-init: error: must run as PID 1 (the initramfs's /init)")
+		os.Exit(1)
+	}
+	debug.SetTraceback("all")
+	for attempt := 1; ; attempt++ {
+		err := safeBoot(attempt)
+		// boot only returns on failure: success execs the new init.
+		logf("error", "%v", err)
+		emergencyShell("leave the shell (exit) to retry the boot")
+	}
+}
+
+// safeBoot runs one boot attempt and turns a panic into an error.
+func safeBoot(attempt int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error (panic): %v\n%s", r, debug.Stack())
+		}
+	}()
+	return boot(attempt)
+}
