@@ -26,9 +26,11 @@ test: deps vet
 	PIBOOT_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 40m ./...
 
 # initrd: out/initrd.cpio.zst and the matching out/vmlinuz (owner: piboot-init).
+#   make initrd ARCH=amd64   for x86-64; the u-root busybox is cached in $(CACHE)/$(ARCH).
 initrd: deps
 	@mkdir -p $(OUT)
-	@echo "initrd: not built yet"; exit 1
+	$(GO) run ./cmd/piboot initrd -arch $(ARCH) -cache $(CACHE) -modules $(CACHE)/$(ARCH)/modules -o $(OUT)/initrd.cpio.zst
+	cp -L $(CACHE)/$(ARCH)/vmlinuz $(OUT)/vmlinuz
 
 # image: the default image of images/demo into $(OUT) (owner: image builder).
 #   make image VERSION=v1                              the next version (v0 by default)
