@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/piboot/piboot/mkfs/xfs"
@@ -60,15 +61,17 @@ func mkfsXFS(args []string) int {
 	}
 	cw := &xfsCountingWriter{f: f}
 	opts.Reader = f
+	start := time.Now()
 	if err := xfs.Format(cw, size, opts); err != nil {
 		return failed(err)
 	}
+	took := time.Since(start)
 	if err := f.Close(); err != nil {
 		return failed(err)
 	}
-	fmt.Printf("%s: XFS, label %q, UUID %s, %d × %d blocks of %d bytes, %d-byte sectors, log %d MiB; wrote %d bytes\n",
+	fmt.Printf("%s: XFS, label %q, UUID %s, %d × %d blocks of %d bytes, %d-byte sectors, log %d MiB; wrote %d bytes in %d ms\n",
 		target, opts.Label, opts.UUID, g.AGCount, g.AGBlocks, g.BlockSize, g.SectorSize,
-		int64(g.LogBlocks)*int64(g.BlockSize)>>20, cw.n)
+		int64(g.LogBlocks)*int64(g.BlockSize)>>20, cw.n, took.Milliseconds())
 	return 0
 }
 

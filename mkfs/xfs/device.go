@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 )
 
 // device is the partition being formatted: writes, optional reads back, and the bookkeeping
@@ -23,7 +24,9 @@ type device struct {
 
 const chunk = 1 << 20
 
-var zeros = make([]byte, chunk)
+// zeroChunk is a read-only chunk of zero bytes, allocated on first use so that programs
+// that link this package but never format pay nothing.
+var zeroChunk = sync.OnceValue(func() []byte { return make([]byte, chunk) })
 
 func (d *device) writeAt(b []byte, off int64) error {
 	if off < 0 || off+int64(len(b)) > d.size {
@@ -106,7 +109,7 @@ func (d *device) ensureZero(off, n int64) error {
 			if _, err := d.r.ReadAt(b, pos); err != nil && !(errors.Is(err, io.EOF) && pos+m >= d.size) {
 				return fmt.Errorf("reading %d bytes at offset %d: %w", m, pos, err)
 			}
-			if !bytes.Equal(b, zeros[:m]) {
+			if !bytes.Equal(b, zeroChunk()[:m]) {
 				if err := d.zeroDirty(b, pos); err != nil {
 					return err
 				}
@@ -130,7 +133,7 @@ func (d *device) zeroDirty(b []byte, pos int64) error {
 		return err
 	}
 	for s := 0; s < len(b); s += g {
-		dirty := !bytes.Equal(b[s:s+g], zeros[:g]) && !d.isCovered(pos+int64(s))
+		dirty := !bytes.Equal(b[s:s+g], zeroChunk()[:g]) && !d.isCovered(pos+int64(s))
 		if dirty && runStart < 0 {
 			runStart = s
 		}
@@ -154,7 +157,7 @@ func (d *device) zeroRange(off, n int64) error {
 		for end < off+n && end-pos < chunk && !d.isCovered(end) {
 			end += int64(d.gran)
 		}
-		if err := d.writeAt(zeros[:end-pos], pos); err != nil {
+		if err := d.writeAt(zeroChunk()[:end-pos], pos); err != nil {
 			return err
 		}
 		pos = end

@@ -291,7 +291,7 @@ func nonZero(t *testing.T, path string, off, n int64) int64 {
 	}
 	var c int64
 	for i := 0; i < len(buf); i += 512 {
-		if !bytes.Equal(buf[i:i+512], zeros[:512]) {
+		if !bytes.Equal(buf[i:i+512], zeroChunk()[:512]) {
 			c += 512
 		}
 	}
