@@ -83,9 +83,6 @@ func mkfsNative(typ string, args []string) int {
 	target := flags.Arg(0)
 	var tree fs.FS
 	if flags.NArg() == 2 {
-		if typ == "ext4" {
-			return fail(name, errors.New("ext4: filling the filesystem from a TREE is not supported yet; make it empty and copy the files in after mounting"))
-		}
 		st, err := os.Stat(flags.Arg(1))
 		if err != nil {
 			return fail(name, fmt.Errorf("TREE: %w", err))
@@ -141,7 +138,7 @@ func mkfsNative(typ string, args []string) int {
 	}
 	switch typ {
 	case "ext4":
-		err = ext4.Format(f, size, ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, SectorSize: sector, Time: ts})
+		err = ext4.Format(f, size, ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, SectorSize: sector, Time: ts, Root: tree})
 	case "vfat":
 		err = vfat.Format(f, size, vfat.Options{Label: *label, UUID: id, SectorSize: sector, Time: ts, Root: tree})
 	}

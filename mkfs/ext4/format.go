@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"sort"
 	"time"
 
@@ -27,6 +28,11 @@ type Options struct {
 	// background after the first mount, as mkfs.ext4 -E lazy_itable_init=1 does (see the
 	// package documentation for why the default does not).
 	DeferInodeTableZeroing bool
+	// Root, if set, is copied into the filesystem: directories, regular files, symlinks,
+	// device nodes, FIFOs and sockets with their permissions and modification times, owners
+	// and hard links where the fs.FS exposes them (os.DirFS does). A lost+found directory at
+	// its top is replaced by the filesystem's own.
+	Root fs.FS
 }
 
 // Feature bits this writer sets.
@@ -105,6 +111,10 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 		}
 	}
 	f := &formatter{l: l, o: &opts, seed: crc(^uint32(0), opts.UUID[:]), jseq: be.Uint32(seq[:])}
+	if err := f.populate(w); err != nil {
+		return err
+	}
+	l.account(&opts, f.groupInodes, f.groupDirs)
 	return f.write(w)
 }
 
@@ -116,7 +126,16 @@ type formatter struct {
 	leaf []byte // the journal's extent leaf block, if it needs one
 	// bbCache keeps the block bitmaps built for the descriptor checksums until they are written.
 	bbCache map[int][]byte
-	writes  []blockWrite
+
+	// what populate builds
+	nextIno     uint32
+	groupInodes []uint32 // inodes used in each group (always a prefix of its table)
+	groupDirs   []uint32
+	nodes       map[uint32]*node     // inodes from 2 (root) and 12 up
+	links       map[[2]uint64]uint32 // (device, inode) of a hard-linked source file -> our inode
+	goal        uint64               // where the next data allocation starts looking
+	dataBytes   uint64
+	writes      []blockWrite
 }
 
 type blockWrite struct {
@@ -131,7 +150,6 @@ func (f *formatter) put(block uint64, data []byte) {
 func (f *formatter) write(w io.WriterAt) error {
 	l := f.l
 	gdt := f.descriptors()
-	inodes := f.inodeBlock()
 	// The superblock is written last within block 0 so that a crash midway leaves no
 	// half-made filesystem that blkid would recognise; the rest goes in ascending order.
 	for _, g := range l.groups {
@@ -146,7 +164,7 @@ func (f *formatter) write(w io.WriterAt) error {
 	f.put(1, gdt)
 	f.resizeInode()
 	f.bitmaps()
-	f.put(l.groups[0].inodeTable, inodes)
+	f.inodeTables()
 	f.directories()
 	f.journal()
 	sort.Slice(f.writes, func(i, j int) bool { return f.writes[i].block < f.writes[j].block })
@@ -200,7 +218,7 @@ func (f *formatter) superblock(g uint16) []byte {
 	le.PutUint32(sb[0x8:], uint32(l.reserved))
 	free := l.freeBlocks()
 	le.PutUint32(sb[0xC:], uint32(free))
-	le.PutUint32(sb[0x10:], uint32(l.inodes()-firstIno))
+	le.PutUint32(sb[0x10:], uint32(l.inodes()-uint64(f.nextIno-1)))
 	le.PutUint32(sb[0x14:], 0) // first data block
 	le.PutUint32(sb[0x18:], 2) // log2(4096) - 10
 	le.PutUint32(sb[0x1C:], 2)
@@ -326,15 +344,11 @@ func setBits(bm []byte, from, to uint64) {
 	}
 }
 
-// inodeBitmap builds group g's inode bitmap: group 0 has the reserved inodes and lost+found;
+// inodeBitmap builds group g's inode bitmap: its used inodes are a prefix of the group;
 // the padding after inodes_per_group is all ones like the kernel writes it.
 func (f *formatter) inodeBitmap(g int) []byte {
 	bm := make([]byte, blockSize)
-	if g == 0 {
-		for i := 0; i < firstIno; i++ {
-			bm[i/8] |= 1 << (i % 8)
-		}
-	}
+	setBits(bm, 0, uint64(f.groupInodes[g]))
 	setBits(bm, uint64(f.l.inodesPerGrp), blockSize*8)
 	return bm
 }
@@ -496,73 +510,57 @@ func (f *formatter) resizeInodeData() []byte {
 	return in
 }
 
-// inodeBlock returns the first block of group 0's inode table: inodes 1 to 16.
-func (f *formatter) inodeBlock() []byte {
-	l := f.l
-	blk := make([]byte, blockSize)
-	for ino := uint32(1); ino <= blockSize/inodeSize; ino++ {
-		var in []byte
-		switch ino {
-		case 1: // bad blocks: empty
-			in = f.newInode(0, 0, 0, 0, 0)
-		case rootIno:
-			in = f.newInode(0o40755, 3, blockSize, blockSize/512, extentsFl)
-			extentRoot(in[0x28:0x64], []extent{{l.rootDir, 1}}, 0)
-		case resizeIno:
-			in = f.resizeInodeData()
-		case journalIno:
-			in = f.journalInode()
-		case lpfIno:
-			in = f.newInode(0o40700, 2, lpfBlocks*blockSize, lpfBlocks*blockSize/512, extentsFl)
-			extentRoot(in[0x28:0x64], []extent{{l.lpf, lpfBlocks}}, 0)
-		default:
-			if ino > lpfIno {
-				continue // unused inodes stay zero and unchecksummed, like mke2fs leaves them
-			}
+// inode returns the sealed on-disk inode ino, or nil for an unused one.
+func (f *formatter) inode(ino uint32) []byte {
+	var in []byte
+	switch ino {
+	case 1: // bad blocks: empty
+		in = f.newInode(0, 0, 0, 0, 0)
+	case resizeIno:
+		in = f.resizeInodeData()
+	case journalIno:
+		in = f.journalInode()
+	case lpfIno:
+		in = f.newInode(0o40700, 2, lpfBlocks*blockSize, lpfBlocks*blockSize/512, extentsFl)
+		extentRoot(in[0x28:0x64], []extent{{f.l.lpf, lpfBlocks}}, 0)
+	default:
+		if n := f.nodes[ino]; n != nil {
+			in = n.raw
+			le.PutUint16(in[0x1A:], uint16(n.links))
+		} else if ino < firstIno {
 			in = make([]byte, inodeSize) // reserved, unused
+		} else {
+			return nil
 		}
-		f.sealInode(ino, in)
-		copy(blk[(ino-1)*inodeSize:], in)
 	}
-	return blk
+	f.sealInode(ino, in)
+	return in
 }
 
-// dirBlock lays out entries (inode, name) in one directory block with the checksum tail.
-func (f *formatter) dirBlock(dirIno uint32, entries []dirent) []byte {
-	blk := make([]byte, blockSize)
-	const tail = 12
-	off := 0
-	for i, e := range entries {
-		rec := (8 + len(e.name) + 3) &^ 3
-		if i == len(entries)-1 {
-			rec = blockSize - tail - off
+// inodeTables queues the inode-table blocks that hold used inodes; the rest of each table is
+// never read (see the package documentation).
+func (f *formatter) inodeTables() {
+	const perBlock = blockSize / inodeSize
+	for g, used := range f.groupInodes {
+		if used == 0 {
+			continue
 		}
-		le.PutUint32(blk[off:], e.ino)
-		le.PutUint16(blk[off+4:], uint16(rec))
-		blk[off+6] = byte(len(e.name))
-		if e.ino != 0 {
-			blk[off+7] = 2 // directory
+		first := uint32(g)*f.l.inodesPerGrp + 1
+		nblk := (used + perBlock - 1) / perBlock
+		tbl := make([]byte, uint64(nblk)*blockSize)
+		for i := uint32(0); i < nblk*perBlock; i++ {
+			if in := f.inode(first + i); in != nil {
+				copy(tbl[i*inodeSize:], in)
+			}
 		}
-		copy(blk[off+8:], e.name)
-		off += rec
+		f.put(f.l.groups[g].inodeTable, tbl)
 	}
-	t := blk[blockSize-tail:]
-	le.PutUint16(t[4:], tail)
-	t[7] = 0xDE
-	le.PutUint32(t[8:], crc(f.inodeSeed(dirIno), blk[:blockSize-tail]))
-	return blk
-}
-
-type dirent struct {
-	ino  uint32
-	name string
 }
 
 func (f *formatter) directories() {
 	l := f.l
-	f.put(l.rootDir, f.dirBlock(rootIno, []dirent{{rootIno, "."}, {rootIno, ".."}, {lpfIno, "lost+found"}}))
-	f.put(l.lpf, f.dirBlock(lpfIno, []dirent{{lpfIno, "."}, {rootIno, ".."}}))
+	f.put(l.lpf, f.dirBlocks(lpfIno, []dirent{{lpfIno, ".", 2}, {rootIno, "..", 2}})[0])
 	for i := uint64(1); i < lpfBlocks; i++ {
-		f.put(l.lpf+i, f.dirBlock(lpfIno, []dirent{{0, ""}}))
+		f.put(l.lpf+i, f.dirBlocks(lpfIno, []dirent{{0, "", 0}})[0])
 	}
 }

@@ -336,7 +336,20 @@ func planLayout(size int64, opts *Options) (*layout, error) {
 	if opts.ReservedPercent < 0 || opts.ReservedPercent > 50 {
 		return nil, fmt.Errorf("ext4: reserved percentage %g out of range [0, 50]", opts.ReservedPercent)
 	}
-	// Group accounting and flags.
+	used := make([]uint32, len(l.groups))
+	dirs := make([]uint32, len(l.groups))
+	used[0], dirs[0] = firstIno, 2
+	l.account(opts, used, dirs)
+	return l, nil
+}
+
+func (l *layout) freeBlocks() uint64 { return l.blocks - l.used.total }
+
+func (l *layout) inodes() uint64 { return uint64(l.inodesPerGrp) * uint64(len(l.groups)) }
+
+// account computes every group's free counts and flags from the allocated blocks and from
+// how many inodes (allocated from the lowest number up) and directories each group holds.
+func (l *layout) account(opts *Options, inodesUsed, dirs []uint32) {
 	for g := range l.groups {
 		gr := &l.groups[g]
 		used := l.used.count(gr.start, gr.start+gr.blocks)
@@ -353,25 +366,18 @@ func planLayout(size int64, opts *Options) (*layout, error) {
 				own += m.len
 			}
 		}
+		gr.flags = 0
 		if used == own && g != len(l.groups)-1 {
 			gr.flags |= bgBlockUninit
 		}
-		if opts.DeferInodeTableZeroing == false {
+		if !opts.DeferInodeTableZeroing {
 			gr.flags |= bgItableZeroed
 		}
-		if g == 0 {
-			gr.freeInodes = l.inodesPerGrp - firstIno
-			gr.itableUnused = l.inodesPerGrp - firstIno
-			gr.usedDirs = 2
-		} else {
+		gr.freeInodes = l.inodesPerGrp - inodesUsed[g]
+		gr.itableUnused = l.inodesPerGrp - inodesUsed[g]
+		gr.usedDirs = dirs[g]
+		if inodesUsed[g] == 0 {
 			gr.flags |= bgInodeUninit
-			gr.freeInodes = l.inodesPerGrp
-			gr.itableUnused = l.inodesPerGrp
 		}
 	}
-	return l, nil
 }
-
-func (l *layout) freeBlocks() uint64 { return l.blocks - l.used.total }
-
-func (l *layout) inodes() uint64 { return uint64(l.inodesPerGrp) * uint64(len(l.groups)) }
