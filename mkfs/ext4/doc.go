@@ -12,8 +12,11 @@
 // blocks that the resize inode (inode 7) maps, sized like mke2fs does (growth to 1024 times
 // the size, at most 2^32 blocks), so resize2fs and the kernel's online resize can grow the
 // filesystem later. The journal (inode 8) is sized like mkfs.ext4 sizes it (4 MiB to 1 GiB)
-// and placed in the middle group, as mke2fs does. The root directory and a 16 KiB lost+found
-// are the only files.
+// and placed in the middle group, as mke2fs does. Besides the root directory and a 16 KiB
+// lost+found, Options.Root can fill the filesystem from an fs.FS (like mkfs.ext4 -d):
+// directories (linear, no htree), regular files (contiguous where possible, extent trees with
+// leaf blocks when needed), fast and slow symlinks, device nodes, FIFOs, sockets, hard links,
+// owners and modification times; extended attributes are not copied.
 //
 // # What is written
 //
@@ -22,7 +25,8 @@
 // descriptor blocks (they are the resize inode's indirect blocks), the block bitmaps of the
 // groups that hold metadata, group 0's inode bitmap and first inode-table block, the three
 // directory blocks of the root and lost+found, the resize inode's double-indirect block, the
-// journal superblock and, for journals split into more than four extents, their leaf block.
+// journal superblock and, for journals split into more than four extents, their leaf block;
+// with Options.Root also the files' data, directories and inode-table blocks.
 // Everything else keeps whatever the device held: every other group is marked
 // BLOCK_UNINIT/INODE_UNINIT with correct checksums, so the kernel and e2fsck compute its
 // bitmaps instead of reading them. Nothing is discarded. At 128 GiB this is about 5 MiB.
