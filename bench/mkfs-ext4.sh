@@ -54,6 +54,7 @@ for gib in $SIZES; do
 		esac
 		sync
 		t1=$(now); w1=$(written); s1=$(stored "$img")
+		e2fsck -fn "$img" >/dev/null 2>&1 || { echo "e2fsck failed right after $tool at ${gib}G" >&2; exit 1; }
 		mount "$loopdev" "$work/mnt"
 		sleep "$MOUNT_SECONDS"
 		sync
