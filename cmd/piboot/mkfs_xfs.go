@@ -59,19 +59,19 @@ func mkfsXFS(args []string) int {
 	if err != nil {
 		return failed(err)
 	}
-	cw := &xfsCountingWriter{f: f}
-	opts.Reader = f
+	var stats xfs.Stats
+	opts.Stats = &stats
 	start := time.Now()
-	if err := xfs.Format(cw, size, opts); err != nil {
+	if err := xfs.Format(f, size, opts); err != nil {
 		return failed(err)
 	}
 	took := time.Since(start)
 	if err := f.Close(); err != nil {
 		return failed(err)
 	}
-	fmt.Printf("%s: XFS, label %q, UUID %s, %d × %d blocks of %d bytes, %d-byte sectors, log %d MiB; wrote %d bytes in %d ms\n",
+	fmt.Printf("%s: XFS, label %q, UUID %s, %d × %d blocks of %d bytes, %d-byte sectors, log %d MiB; read %d, wrote %d, zeroed %d bytes in %d ms\n",
 		target, opts.Label, opts.UUID, g.AGCount, g.AGBlocks, g.BlockSize, g.SectorSize,
-		int64(g.LogBlocks)*int64(g.BlockSize)>>20, cw.n, took.Milliseconds())
+		int64(g.LogBlocks)*int64(g.BlockSize)>>20, stats.Read, stats.Written, stats.Zeroed, took.Milliseconds())
 	return 0
 }
 
@@ -146,16 +146,3 @@ func parseXFSSize(s string) (int64, error) {
 	}
 	return v << shift, nil
 }
-
-type xfsCountingWriter struct {
-	f *os.File
-	n int64
-}
-
-func (c *xfsCountingWriter) WriteAt(b []byte, off int64) (int, error) {
-	n, err := c.f.WriteAt(b, off)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *xfsCountingWriter) Sync() error { return c.f.Sync() }

@@ -19,8 +19,14 @@ type device struct {
 	gran       int                                    // sector size: the unit of reads and writes
 	dataRanges func(off, n int64) ([][2]int64, error) // nil: everything may hold data
 	covered    [][2]int64                             // byte ranges written with metadata later
-	written    int64                                  // bytes written, for tests and benchmarks
+	// zeroOut zeroes a range without sending zeros (BLKZEROOUT, fallocate); nil or failing
+	// with errNoOffload: write zeros.
+	zeroOut func(off, n int64) error
+	stats   Stats
 }
+
+// errNoOffload says a device cannot zero by itself; Format then writes zeros.
+var errNoOffload = errors.New("zeroing offload not supported")
 
 const chunk = 1 << 20
 
@@ -35,7 +41,32 @@ func (d *device) writeAt(b []byte, off int64) error {
 	if _, err := d.w.WriteAt(b, off); err != nil {
 		return fmt.Errorf("writing %d bytes at offset %d: %w", len(b), off, err)
 	}
-	d.written += int64(len(b))
+	d.stats.Written += int64(len(b))
+	return nil
+}
+
+// zero makes [off, off+n) zero: by offload if the device has it, else by writing.
+func (d *device) zero(off, n int64) error {
+	if off < 0 || off+n > d.size {
+		return fmt.Errorf("internal error: zeroing %d bytes at %d outside the %d-byte partition", n, off, d.size)
+	}
+	if d.zeroOut != nil {
+		err := d.zeroOut(off, n)
+		if err == nil {
+			d.stats.Zeroed += n
+			return nil
+		}
+		if !errors.Is(err, errNoOffload) {
+			return fmt.Errorf("zeroing %d bytes at offset %d: %w", n, off, err)
+		}
+		d.zeroOut = nil
+	}
+	for pos := off; pos < off+n; pos += chunk {
+		if err := d.writeAt(zeroChunk()[:min(chunk, off+n-pos)], pos); err != nil {
+			return err
+		}
+	}
+	d.stats.Zeroed += n
 	return nil
 }
 
@@ -109,6 +140,7 @@ func (d *device) ensureZero(off, n int64) error {
 			if _, err := d.r.ReadAt(b, pos); err != nil && !(errors.Is(err, io.EOF) && pos+m >= d.size) {
 				return fmt.Errorf("reading %d bytes at offset %d: %w", m, pos, err)
 			}
+			d.stats.Read += m
 			if !bytes.Equal(b, zeroChunk()[:m]) {
 				if err := d.zeroDirty(b, pos); err != nil {
 					return err
@@ -146,7 +178,7 @@ func (d *device) zeroDirty(b []byte, pos int64) error {
 	return flush(len(b))
 }
 
-// zeroRange writes zeros over [off, off+n), except sectors that metadata will overwrite.
+// zeroRange zeroes [off, off+n), except sectors that metadata will overwrite.
 func (d *device) zeroRange(off, n int64) error {
 	for pos := off; pos < off+n; {
 		if d.isCovered(pos) {
@@ -154,10 +186,10 @@ func (d *device) zeroRange(off, n int64) error {
 			continue
 		}
 		end := pos
-		for end < off+n && end-pos < chunk && !d.isCovered(end) {
+		for end < off+n && !d.isCovered(end) {
 			end += int64(d.gran)
 		}
-		if err := d.writeAt(zeroChunk()[:end-pos], pos); err != nil {
+		if err := d.zero(pos, end-pos); err != nil {
 			return err
 		}
 		pos = end

@@ -2,8 +2,10 @@ package xfs
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,4 +66,70 @@ func deviceSectorSize(w any) int {
 		return physical
 	}
 	return logical
+}
+
+// zeroFunc returns how to zero a range of w without sending zeros, or nil.
+func zeroFunc(w io.WriterAt) func(off, n int64) error {
+	if z, ok := w.(ZeroRanger); ok {
+		return func(off, n int64) error {
+			err := z.ZeroRange(off, n)
+			if errors.Is(err, errors.ErrUnsupported) {
+				return errNoOffload
+			}
+			return err
+		}
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	fd := int(f.Fd())
+	switch {
+	case st.Mode().IsRegular():
+		return func(off, n int64) error {
+			err := unix.Fallocate(fd, unix.FALLOC_FL_ZERO_RANGE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+			if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+				return errNoOffload
+			}
+			return err
+		}
+	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
+		// The kernel writes zero pages itself where the device cannot zero (an SD card):
+		// never more than we would write, and no copies through user space.
+		return func(off, n int64) error {
+			r := [2]uint64{uint64(off), uint64(n)}
+			_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKZEROOUT, uintptr(unsafe.Pointer(&r[0])))
+			if errno == unix.EOPNOTSUPP || errno == unix.ENOTTY {
+				return errNoOffload
+			}
+			if errno != 0 {
+				return errno
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// flushBuffers writes back and drops a block device's cached pages (BLKFLSBUF), so that
+// reads come from the device. Without the privilege for it (it needs CAP_SYS_ADMIN), reads
+// go through the cache, which is stale only if something wrote past it while it was open.
+func flushBuffers(r io.ReaderAt) error {
+	f, ok := r.(*os.File)
+	if !ok {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil || st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
+		return nil
+	}
+	err = unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0)
+	if err != nil && !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("flushing the buffers of %s: %w", f.Name(), err)
+	}
+	return nil
 }

@@ -192,34 +192,56 @@ func fillRandom(t *testing.T, path string, off, n int64) {
 	}
 }
 
-// TestOverRandomData formats a device whose log, headers and ends hold random bytes.
+// TestOverRandomData formats a device whose log, headers and ends hold random bytes: once
+// writing the zeros itself (the writer hides the device), once letting the kernel zero
+// (BLKZEROOUT on the block device).
 func TestOverRandomData(t *testing.T) {
 	needKernelXFS(t)
-	const size = 1 << 30
-	img := sparse(t, t.TempDir(), "random", size)
-	g, _ := planGeometry(size, 512)
-	for ag := uint32(0); ag < g.agCount; ag++ {
-		fillRandom(t, img, g.offset(ag, 0), 1<<20)
+	for _, offload := range []bool{false, true} {
+		t.Run(fmt.Sprint("offload=", offload), func(t *testing.T) {
+			const size = 1 << 30
+			img := sparse(t, t.TempDir(), "random", size)
+			g, _ := planGeometry(size, 512)
+			for ag := uint32(0); ag < g.agCount; ag++ {
+				fillRandom(t, img, g.offset(ag, 0), 1<<20)
+			}
+			logOff := g.offset(g.logAG, g.prealloc)
+			fillRandom(t, img, logOff-1<<20, int64(g.logBlocks)<<blockLog+2<<20)
+			fillRandom(t, img, size-1<<20, 1<<20)
+			dev := loop(t, img, 512, 0)
+			f, err := os.OpenFile(dev, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var w io.WriterAt = f
+			cw := &countingWriter{f: f}
+			if !offload {
+				w = cw
+			}
+			var st Stats
+			err = Format(w, size, Options{Label: "root", Reader: f, Stats: &st})
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The whole log, both 128 KiB ends, the metadata — and nothing else.
+			logLen := int64(g.logBlocks) << blockLog
+			if st.Zeroed < logLen-4096 || st.Zeroed > logLen+2*wipeLen {
+				t.Errorf("zeroed %d bytes, want the %d-byte log and at most the two ends", st.Zeroed, logLen)
+			}
+			want := logLen + 2*wipeLen + 200<<10
+			if offload {
+				want = 2 * wipeLen // metadata only, ends zeroed by the kernel too
+			} else if cw.n != st.Written {
+				t.Errorf("Stats.Written %d, but %d bytes reached the writer", st.Written, cw.n)
+			}
+			if st.Written > want {
+				t.Errorf("wrote %d bytes, want at most %d", st.Written, want)
+			}
+			t.Logf("read %d, wrote %d, zeroed %d", st.Read, st.Written, st.Zeroed)
+			exercise(t, dev)
+		})
 	}
-	logOff := g.offset(g.logAG, g.prealloc)
-	fillRandom(t, img, logOff-1<<20, int64(g.logBlocks)<<blockLog+2<<20)
-	fillRandom(t, img, size-1<<20, 1<<20)
-	dev := loop(t, img, 512, 0)
-	f, err := os.OpenFile(dev, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cw := &countingWriter{f: f}
-	err = Format(cw, size, Options{Label: "root"})
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The whole log, both 128 KiB ends, the metadata — and nothing else.
-	if want := int64(g.logBlocks)<<blockLog + 2*wipeLen + 200<<10; cw.n > want {
-		t.Errorf("wrote %d bytes, want at most %d", cw.n, want)
-	}
-	exercise(t, dev)
 }
 
 // oldXFS makes an XFS with mkfs.xfs, fills it and shuts it down without a clean unmount, so

@@ -60,6 +60,23 @@ type Options struct {
 	// writer is not itself an io.ReaderAt (e.g. an io.OffsetWriter); without any, Format
 	// writes the whole log instead of only its non-zero parts.
 	Reader io.ReaderAt
+	// Stats, if not nil, receives what Format read, wrote and zeroed.
+	Stats *Stats
+}
+
+// Stats counts Format's I/O.
+type Stats struct {
+	Read    int64 // bytes read to find what is not zero already
+	Written int64 // bytes sent to the device: metadata, and zeros where it cannot zero itself
+	Zeroed  int64 // bytes made zero because they were not (by offload or by writing zeros)
+}
+
+// ZeroRanger is a writer that can make a range read as zero without being sent the zeros.
+// An *os.File is treated as one (BLKZEROOUT for a block device, fallocate for a regular
+// file: what mkfs.xfs uses); a partition section of a device can implement it to the same
+// end. Returning an error wrapping errors.ErrUnsupported makes Format write zeros instead.
+type ZeroRanger interface {
+	ZeroRange(off, n int64) error
 }
 
 // wipeLen is what mkfs.xfs zeroes at both ends of the device to erase other signatures.
@@ -106,13 +123,24 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 			r = nil
 		}
 	}
-	d := &device{w: w, r: r, size: size, gran: ss, dataRanges: dataRangesFunc(r)}
+	d := &device{w: w, r: r, size: size, gran: ss, dataRanges: dataRangesFunc(r), zeroOut: zeroFunc(w)}
+	if r != nil {
+		// Cached pages of a block device may predate writes that bypassed the cache (a
+		// filesystem's log writes); reading must see what the kernel will see at mount.
+		if err := flushBuffers(r); err != nil {
+			return fmt.Errorf("xfs: %w", err)
+		}
+	}
 	// Sectors we write anyway need no zeroing first, except the primary superblock's: the old
 	// one must be gone before anything else changes.
 	for _, pc := range append(l.meta, l.logRec) {
 		d.covered = append(d.covered, [2]int64{pc.off, pc.off + int64(len(pc.data))})
 	}
-	if err := format(d, &g, &l); err != nil {
+	err = format(d, &g, &l)
+	if opts.Stats != nil {
+		*opts.Stats = d.stats
+	}
+	if err != nil {
 		return fmt.Errorf("xfs: %w", err)
 	}
 	return nil
