@@ -49,7 +49,11 @@ func doMount(dev, target, fstype string, flags uintptr, data, what string) error
 	if flags&unix.MS_RDONLY != 0 {
 		ro = ", read-only"
 	}
-	logf("mount", "%s (%s, %s%s) on %s", dev, what, fstype, ro, strings.TrimPrefix(target, newRoot))
+	in := strings.TrimPrefix(target, newRoot)
+	if in == "" {
+		in = "/"
+	}
+	logf("mount", "%s (%s, %s%s) on %s", dev, what, fstype, ro, in)
 	return nil
 }
 
@@ -161,7 +165,10 @@ func boot(attempt int) error {
 		if err != nil {
 			return err
 		}
-		if err := doMount(espDev, filepath.Join(newRoot, "boot"), "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077", p.Label); err != nil {
+		// Read-only: a read-write FAT mount sets the volume's dirty flag on the card until
+		// it is unmounted cleanly, which a Pi losing power never does. Whoever writes
+		// the ESP (piboot update) remounts it read-write for just that long.
+		if err := doMount(espDev, filepath.Join(newRoot, "boot"), "vfat", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077", p.Label); err != nil {
 			return err
 		}
 		break
