@@ -12,12 +12,14 @@
 # support gets those as real writes); "stored" is the growth of the sparse backing file (du).
 # "format ms" is, for piboot, the time inside xfs.Format as the CLI reports it (what
 # piboot-init spends, without the process start of a large binary); for mkfs.xfs, its wall time.
+# Times are the median of REPEAT runs (default 5); bytes and checks are from the last run.
 # After each run the result is mounted read-write and unmounted ("mount" column) and checked
 # with xfs_repair -n ("repair" column).
 # Needs root. Usage: bench/mkfs-xfs.sh [sizes in GiB...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${*:-8 32 128}
+REPEAT=${REPEAT:-5} # runs per case; times are medians (this machine is shared and noisy)
 work=$(mktemp -d /tmp/bench-mkfs-xfs.XXXXXX)
 loopdev=""
 detach() { [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null; loopdev=""; }
@@ -67,39 +69,47 @@ prepare() {
 head -c $((80 << 20)) /dev/urandom >"$work/random" # covers the log up to 320 GiB (64 MiB)
 
 printf '%-5s %-8s %-8s %9s %10s %12s %11s %6s %6s\n' GiB state tool "wall ms" "format ms" "written MiB" "stored MiB" mount repair
+# median of the arguments
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+
 declare -A T F W
 for gib in $SIZES; do
 	for state in zeroed dirty old-xfs; do
 		for tool in piboot mkfs.xfs; do
-			img="$work/card.img"
-			prepare "$img" "$gib" "$state"
-			s0=$(stored "$img")
-			loopdev=$(losetup -f --show --direct-io=on "$img")
-			w0=$(written)
-			t0=$(now)
-			case $tool in
-			piboot) out=$("$work/piboot" mkfs xfs --label root --uuid "$uuid" "$loopdev") ;;
-			mkfs.xfs) mkfs.xfs -q -f -L root -m uuid="$uuid" -m reflink=1 "$loopdev" ;;
-			esac
-			t1=$(now)
-			w1=$(written)
-			s1=$(stored "$img")
-			ms=$(((t1 - t0) / 1000000))
-			fms=$ms
-			[ $tool = piboot ] && fms=$(sed -n 's/.* in \([0-9]*\) ms$/\1/p' <<<"$out")
-			mounted=no
-			if mount -t xfs "$loopdev" "$work/mnt" 2>/dev/null; then
-				echo ok >"$work/mnt/probe" && umount "$work/mnt" && mounted=yes
-			fi
-			repair=no
-			xfs_repair -n "$loopdev" >/dev/null 2>&1 && repair=yes
-			detach
+			mss=() fmss=()
+			for run in $(seq 1 "$REPEAT"); do
+				img="$work/card.img"
+				prepare "$img" "$gib" "$state"
+				s0=$(stored "$img")
+				loopdev=$(losetup -f --show --direct-io=on "$img")
+				w0=$(written)
+				t0=$(now)
+				case $tool in
+				piboot) out=$("$work/piboot" mkfs xfs --label root --uuid "$uuid" "$loopdev") ;;
+				mkfs.xfs) mkfs.xfs -q -f -L root -m uuid="$uuid" -m reflink=1 "$loopdev" ;;
+				esac
+				t1=$(now)
+				w1=$(written)
+				s1=$(stored "$img")
+				ms=$(((t1 - t0) / 1000000))
+				fms=$ms
+				[ $tool = piboot ] && fms=$(sed -n 's/.* in \([0-9]*\) ms$/\1/p' <<<"$out")
+				mss+=("$ms") fmss+=("$fms")
+				mounted=no
+				if mount -t xfs "$loopdev" "$work/mnt" 2>/dev/null; then
+					echo ok >"$work/mnt/probe" && umount "$work/mnt" && mounted=yes
+				fi
+				repair=no
+				xfs_repair -n "$loopdev" >/dev/null 2>&1 && repair=yes
+				detach
+				rm -f "$img"
+			done
+			ms=$(median "${mss[@]}") fms=$(median "${fmss[@]}")
 			T[$gib.$state.$tool]=$ms
 			F[$gib.$state.$tool]=$fms
 			W[$gib.$state.$tool]=$((w1 - w0))
 			printf '%-5s %-8s %-8s %9d %10d %12s %11s %6s %6s\n' "$gib" "$state" "$tool" "$ms" "$fms" \
 				"$(mib $((w1 - w0)))" "$(mib $((s1 - s0)))" "$mounted" "$repair"
-			rm -f "$img"
 		done
 	done
 done

@@ -30,6 +30,10 @@ var errNoOffload = errors.New("zeroing offload not supported")
 
 const chunk = 1 << 20
 
+// dirtyChunksBeforeBlind is how many consecutive chunks without a zero sector make
+// ensureZero stop reading and zero the rest of a range.
+const dirtyChunksBeforeBlind = 4
+
 // zeroChunk is a read-only chunk of zero bytes, allocated on first use so that programs
 // that link this package but never format pay nothing.
 var zeroChunk = sync.OnceValue(func() []byte { return make([]byte, chunk) })
@@ -130,6 +134,7 @@ func (d *device) ensureZero(off, n int64) error {
 		}
 	}
 	buf := make([]byte, chunk)
+	dirtyRun := 0
 	for _, rg := range ranges {
 		// Data ranges come from the filesystem in its block size; widen them to sectors.
 		start := rg[0] / int64(d.gran) * int64(d.gran)
@@ -141,21 +146,38 @@ func (d *device) ensureZero(off, n int64) error {
 				return fmt.Errorf("reading %d bytes at offset %d: %w", m, pos, err)
 			}
 			d.stats.Read += m
-			if !bytes.Equal(b, zeroChunk()[:m]) {
-				if err := d.zeroDirty(b, pos); err != nil {
-					return err
-				}
+			if bytes.Equal(b, zeroChunk()[:m]) {
+				dirtyRun = 0
+				pos += m
+				continue
+			}
+			dirty, err := d.zeroDirty(b, pos)
+			if err != nil {
+				return err
 			}
 			pos += m
+			if dirty < len(b)/d.gran {
+				dirtyRun = 0
+				continue
+			}
+			// Megabytes on end without a single zero sector: old data fills this stretch
+			// (a reused card). Reading the rest would only add time to the writes.
+			if dirtyRun++; dirtyRun >= dirtyChunksBeforeBlind && pos < stop {
+				if err := d.zeroRange(pos, stop-pos); err != nil {
+					return err
+				}
+				break
+			}
 		}
 	}
 	return nil
 }
 
-// zeroDirty writes zeros over the runs of non-zero sectors of b, read from pos.
-func (d *device) zeroDirty(b []byte, pos int64) error {
+// zeroDirty zeroes the runs of non-zero sectors of b, read from pos, and returns how many
+// sectors were not zero.
+func (d *device) zeroDirty(b []byte, pos int64) (int, error) {
 	g := d.gran
-	runStart := -1
+	runStart, dirty := -1, 0
 	flush := func(end int) error {
 		if runStart < 0 {
 			return nil
@@ -165,17 +187,19 @@ func (d *device) zeroDirty(b []byte, pos int64) error {
 		return err
 	}
 	for s := 0; s < len(b); s += g {
-		dirty := !bytes.Equal(b[s:s+g], zeroChunk()[:g]) && !d.isCovered(pos+int64(s))
-		if dirty && runStart < 0 {
-			runStart = s
-		}
-		if !dirty {
-			if err := flush(s); err != nil {
-				return err
+		nonZero := !bytes.Equal(b[s:s+g], zeroChunk()[:g])
+		if nonZero {
+			dirty++
+			if runStart < 0 {
+				runStart = s
 			}
+			continue
+		}
+		if err := flush(s); err != nil {
+			return dirty, err
 		}
 	}
-	return flush(len(b))
+	return dirty, flush(len(b))
 }
 
 // zeroRange zeroes [off, off+n), except sectors that metadata will overwrite.

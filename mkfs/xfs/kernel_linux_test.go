@@ -238,6 +238,9 @@ func TestOverRandomData(t *testing.T) {
 			if st.Written > want {
 				t.Errorf("wrote %d bytes, want at most %d", st.Written, want)
 			}
+			if st.Read > logLen/2 {
+				t.Errorf("read %d bytes: a log full of old data should be zeroed without reading it all", st.Read)
+			}
 			t.Logf("read %d, wrote %d, zeroed %d", st.Read, st.Written, st.Zeroed)
 			exercise(t, dev)
 		})

@@ -25,6 +25,12 @@
 // is fine, because Format reads afterwards). Devices that return all ones after an erase
 // simply get their log written, as with mkfs.xfs.
 //
+// Where the log turns out to be full of old data (several megabytes in a row without a single
+// zero sector), the rest of it is zeroed without reading on: reading would only add time to
+// writes that are needed anyway. Zeroing uses the device's own means where it has them
+// (BLKZEROOUT on a block device, which the kernel turns into plain writes of zeros on an SD
+// card; fallocate on an image file), like mkfs.xfs.
+//
 // Reading needs an io.ReaderAt for the same bytes: the writer itself if it is one (an *os.File),
 // or Options.Reader. Without one Format writes all zeros, like mkfs.xfs. On a regular file,
 // holes are skipped without reading (SEEK_DATA).
