@@ -64,6 +64,10 @@ func Apply(w io.WriterAt, size int64, l *Layout, format Formatter) error {
 	return notifyKernel(w, l)
 }
 
+// ErrKernelNotTold is returned (wrapped) by Apply when the table was written but the kernel
+// refused to learn about the new partitions (they appear after a reboot).
+var ErrKernelNotTold = errors.New("the partition table is written, but the kernel was not told")
+
 // errOutside is returned for a formatter write beyond its partition.
 var errOutside = errors.New("write outside the partition")
 

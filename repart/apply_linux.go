@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +23,9 @@ func notifyKernel(w io.WriterAt, l *Layout) error {
 	fi, err := f.Stat()
 	if err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
 		return nil
+	}
+	if !partscanEnabled(fi) {
+		return nil // a loop device without partition scanning has no partition devices to tell
 	}
 	var blkpgErr error
 	for _, p := range l.Partitions {
@@ -45,7 +50,7 @@ func notifyKernel(w io.WriterAt, l *Layout) error {
 		return nil
 	}
 	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKRRPART, 0); err != nil {
-		return fmt.Errorf("repart: the table is written, but the kernel was not told: %v; BLKRRPART: %w", blkpgErr, err)
+		return fmt.Errorf("repart: %w: %v; BLKRRPART: %v", ErrKernelNotTold, blkpgErr, err)
 	}
 	return nil
 }
@@ -57,6 +62,17 @@ func blkpgPartition(f *os.File, op int32, p Partition) error {
 		return e
 	}
 	return nil
+}
+
+// partscanEnabled reads the disk's partscan attribute (kernels since 6.3); without it, assume
+// the disk has partitions.
+func partscanEnabled(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/partscan", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))))
+	return err != nil || strings.TrimSpace(string(b)) != "0"
 }
 
 // DeviceSize returns the size of a block device or regular file, and the logical sector

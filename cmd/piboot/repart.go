@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -29,73 +28,14 @@ func runRepart(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	target := fs.Arg(0)
-	if err := repartTarget(target, *defs, bool(*dryRun), *seedFlag, *asJSON, *arch, *machineID); err != nil {
+	_, err := repart.Run(repart.Options{
+		Target: fs.Arg(0), Definitions: *defs, DryRun: bool(*dryRun), Seed: *seedFlag, MachineID: *machineID,
+		Arch: *arch, JSON: *asJSON, Format: mkfs.ForRepart, Out: os.Stdout, Err: os.Stderr,
+	})
+	if err != nil {
 		return fail("repart", err)
 	}
 	return 0
-}
-
-func repartTarget(target, defsDir string, dryRun bool, seedFlag string, asJSON bool, arch, machineID string) error {
-	defs, err := repart.ParseDir(defsDir, arch)
-	if err != nil {
-		return err
-	}
-	mode := os.O_RDWR
-	if dryRun {
-		mode = os.O_RDONLY
-	}
-	f, err := os.OpenFile(target, mode, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	size, ss, err := repart.DeviceSize(f)
-	if err != nil {
-		return err
-	}
-	t, err := gpt.Read(f, size, ss)
-	if errors.Is(err, gpt.ErrNoGPT) {
-		return fmt.Errorf("%s has no GPT partition table; nothing written (%v)", target, err)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", target, err)
-	}
-	for _, p := range t.Status.Problems {
-		fmt.Fprintf(os.Stderr, "piboot repart: %s: %s\n", target, p)
-	}
-	seed, _, err := repart.Seed(seedFlag, machineID, t)
-	if err != nil {
-		return err
-	}
-	l, err := repart.Plan(repart.Disk{Size: size, Table: t}, defs, seed)
-	if err != nil {
-		return fmt.Errorf("%s: %w (nothing written)", target, err)
-	}
-	if asJSON {
-		err = l.WriteJSON(os.Stdout, target)
-	} else {
-		err = l.WriteTable(os.Stdout, target)
-	}
-	if err != nil {
-		return err
-	}
-	if dryRun || l.Empty() {
-		if dryRun && !l.Empty() && !asJSON {
-			fmt.Println("Dry run: nothing written.")
-		}
-		return nil
-	}
-	if err := repart.Apply(f, size, l, mkfs.ForRepart); err != nil {
-		return fmt.Errorf("%s: %w", target, err)
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if !asJSON {
-		fmt.Println("Applied.")
-	}
-	return nil
 }
 
 // yesNo is a boolean flag that also takes systemd's spellings (--dry-run=no).

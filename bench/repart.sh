@@ -1,0 +1,102 @@
+#!/bin/bash
+# bench/repart.sh: first-boot repartitioning, piboot repart vs systemd-repart 252.
+#
+# The seed's layout (ESP 200 MiB "boot", 256 MiB "nix-store_v0", 256 MiB "_empty") is flashed
+# onto 8/32/128 GiB sparse files; each tool grows it on a loop device of that file with the
+# first-boot definition (Type=root, Weight=1000: a root partition filling the card). Printed:
+# wall time of each tool (median of RUNS), the ratio, and the bytes each wrote (growth of
+# `du` of the sparse file). A second table does the same with Format=ext4 (systemd-repart
+# runs mkfs.ext4, piboot its own writer). Needs root (loop devices).
+set -euo pipefail
+
+RUNS=${RUNS:-5}
+SIZES=${SIZES:-"8 32 128"}
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /tmp/bench-repart.XXXXXX)
+loop=
+cleanup() {
+	[ -n "$loop" ] && losetup -d "$loop" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+for t in systemd-repart sgdisk losetup; do
+	command -v $t >/dev/null || { echo "bench/repart.sh: needs $t (make deps)"; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "bench/repart.sh: needs root for loop devices"; exit 1; }
+
+go build -o "$work/piboot" ./cmd/piboot
+go build -o "$work/repartrun" ./bench/repartrun
+seed=c0ffee00-1234-4abc-8def-0123456789ab
+
+# The flashed image: GPT by sgdisk, some content in the ESP and the store.
+img=$work/seed.raw
+truncate -s 720M "$img"
+sgdisk -n 1:2048:+200M -t 1:EF00 -c 1:boot -n 2:0:+256M -t 2:8300 -c 2:nix-store_v0 \
+	-n 3:0:+256M -t 3:8300 -c 3:_empty "$img" >/dev/null
+dd if=/dev/urandom of="$img" bs=1M seek=1 count=16 conv=notrunc status=none
+dd if=/dev/urandom of="$img" bs=1M seek=201 count=64 conv=notrunc status=none
+
+mkdir -p "$work/plain" "$work/ext4"
+printf '[Partition]\nType=root-arm64\nWeight=1000\n' >"$work/plain/10-root.conf"
+printf '[Partition]\nType=root-arm64\nWeight=1000\nFormat=ext4\n' >"$work/ext4/10-root.conf"
+
+du_bytes() { du --block-size=1 "$1" | cut -f1; }
+
+# run TOOL DEFS GIB: one first boot on a fresh flash; prints "<ms> <bytes written>".
+run() {
+	local tool=$1 defs=$2 gib=$3 disk=$work/disk.raw
+	cp --sparse=always "$img" "$disk"
+	truncate -s "${gib}G" "$disk"
+	sync
+	local before; before=$(du_bytes "$disk")
+	loop=$(losetup -f --show "$disk")
+	local t0 t1
+	t0=$(date +%s%N)
+	case $tool in
+	systemd) systemd-repart --dry-run=no --no-pager --seed=$seed --definitions="$defs" "$loop" >/dev/null 2>&1 ;;
+	piboot) "$work/piboot" repart --seed=$seed --definitions="$defs" "$loop" >/dev/null 2>"$work/piboot.err" || { cat "$work/piboot.err" >&2; exit 1; } ;;
+	repartrun) "$work/repartrun" --seed=$seed --definitions="$defs" --report="$work/us" "$loop" >/dev/null ;;
+	esac
+	t1=$(date +%s%N)
+	sync
+	losetup -d "$loop"
+	loop=
+	sgdisk -v "$disk" | grep -q "No problems found" || { echo "bench/repart.sh: $tool left a bad GPT on ${gib} GiB" >&2; exit 1; }
+	local ms=$(((t1 - t0) / 1000000))
+	[ "$tool" = repartrun ] && ms=$(awk '{printf "%.1f", $1 / 1000}' "$work/us")
+	echo "$ms $(($(du_bytes "$disk") - before))"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+
+bench() {
+	local defs=$1 title=$2
+	echo "$title (median of $RUNS runs)"
+	printf '%-8s %13s %13s %11s %6s %6s %14s %14s
+' card systemd-repart "piboot repart" in-process ratio "ratio" \
+		"systemd wrote" "piboot wrote"
+	for gib in $SIZES; do
+		local sd_t=() pb_t=() rr_t=() sd_b pb_b rr_b
+		for _ in $(seq "$RUNS"); do
+			read -r ms b < <(run systemd "$defs" "$gib"); sd_t+=("$ms"); sd_b=$b
+			read -r ms b < <(run piboot "$defs" "$gib"); pb_t+=("$ms"); pb_b=$b
+			read -r ms b < <(run repartrun "$defs" "$gib"); rr_t+=("$ms"); rr_b=$b
+		done
+		local sd pb rr
+		sd=$(printf '%s\n' "${sd_t[@]}" | median)
+		pb=$(printf '%s\n' "${pb_t[@]}" | median)
+		rr=$(printf '%s\n' "${rr_t[@]}" | median)
+		[ "$pb_b" = "$rr_b" ] || echo "bench/repart.sh: CLI wrote $pb_b B, in-process $rr_b B" >&2
+		printf '%-8s %10s ms %10s ms %8s ms %6s %6s %12s B %12s B\n' "${gib} GiB" "$sd" "$pb" "$rr" \
+			"$(ratio "$pb" "$sd")" "$(ratio "$rr" "$sd")" "$sd_b" "$pb_b"
+	done
+	echo "(ratios: piboot time / systemd-repart time, for the piboot CLI process and for repart.Run"
+	echo " in-process as piboot-init calls it, i.e. without starting a process)"
+	echo
+}
+
+bench "$work/plain" "grow: root partition, no file system"
+bench "$work/ext4" "grow: root partition with Format=ext4"

@@ -1,0 +1,91 @@
+package repart
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/piboot/piboot/gpt"
+)
+
+// Options are the settings of one repart run on a disk, as `piboot repart` takes them.
+type Options struct {
+	Target      string // image file or block device
+	Definitions string // repart.d directory
+	DryRun      bool
+	Seed        string // UUID; empty: MachineID, else the disk GUID
+	MachineID   string // machine ID file, e.g. /etc/machine-id; empty: none
+	Arch        string // for Type=root/usr
+	JSON        bool
+	Format      Formatter // writes new file systems; nil refuses Format=
+	Out, Err    io.Writer // plan and notes; nil: discarded
+}
+
+// Run reads the target's GPT, plans the definitions against it, prints the plan and, unless
+// it is a dry run or there is nothing to do, applies it. It returns the layout it planned.
+func Run(o Options) (*Layout, error) {
+	out, errw := o.Out, o.Err
+	if out == nil {
+		out = io.Discard
+	}
+	if errw == nil {
+		errw = io.Discard
+	}
+	defs, err := ParseDir(o.Definitions, o.Arch)
+	if err != nil {
+		return nil, err
+	}
+	mode := os.O_RDWR
+	if o.DryRun {
+		mode = os.O_RDONLY
+	}
+	f, err := os.OpenFile(o.Target, mode, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, ss, err := DeviceSize(f)
+	if err != nil {
+		return nil, err
+	}
+	t, err := gpt.Read(f, size, ss)
+	if errors.Is(err, gpt.ErrNoGPT) {
+		return nil, fmt.Errorf("%s has no GPT partition table, nothing written (%v)", o.Target, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", o.Target, err)
+	}
+	for _, p := range t.Status.Problems {
+		fmt.Fprintf(errw, "%s: %s\n", o.Target, p)
+	}
+	seed, _, err := Seed(o.Seed, o.MachineID, t)
+	if err != nil {
+		return nil, err
+	}
+	l, err := Plan(Disk{Size: size, Table: t}, defs, seed)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (nothing written)", o.Target, err)
+	}
+	if o.JSON {
+		err = l.WriteJSON(out, o.Target)
+	} else {
+		err = l.WriteTable(out, o.Target)
+	}
+	if err != nil {
+		return l, err
+	}
+	if o.DryRun || l.Empty() {
+		if o.DryRun && !l.Empty() && !o.JSON {
+			fmt.Fprintln(out, "Dry run: nothing written.")
+		}
+		return l, nil
+	}
+	if err := Apply(f, size, l, o.Format); err != nil {
+		return l, fmt.Errorf("%s: %w", o.Target, err)
+	}
+	if !o.JSON {
+		fmt.Fprintln(out, "Applied.")
+	}
+	return l, f.Close()
+}
