@@ -8,12 +8,12 @@
 #   TREE        tree to copy (default: a synthetic ESP built in $BENCH_DIR: systemd-boot,
 #               a 40 MiB UKI, Raspberry Pi firmware-like files, 300 overlays, 1000 small files)
 #   BENCH_DIR   scratch directory (default /tmp/mkfs-vfat-bench)
-#   RUNS        runs of each tool; the best time counts (default 3)
+#   RUNS        runs of each tool; the best time counts (default 1: mcopy -s takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${BENCH_DIR:-/tmp/mkfs-vfat-bench}
 SIZES=${SIZES:-"256 1024 4096"}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-1}
 for c in mkfs.vfat mcopy fsck.vfat; do
 	command -v $c >/dev/null || { echo "bench/mkfs-vfat.sh: $c missing (apt-get install dosfstools mtools)"; exit 1; }
 done
