@@ -80,6 +80,21 @@ func alignUp(n, to uint64) uint64 { return (n + to - 1) / to * to }
 
 func cdiv(a, b uint64) uint64 { return (a + b - 1) / b }
 
+// checkSizes validates a sector size and a cluster size (0: automatic).
+func checkSizes(sectorSize, clusterBytes int) error {
+	switch sectorSize {
+	case 512, 1024, 2048, 4096:
+	default:
+		return fmt.Errorf("sector size %d: want 512, 1024, 2048 or 4096", sectorSize)
+	}
+	if clusterBytes != 0 && (clusterBytes < sectorSize || clusterBytes > maxClusterBytes ||
+		clusterBytes&(clusterBytes-1) != 0) {
+		return fmt.Errorf("cluster size %d: want a power of two from the sector size (%d) to %d",
+			clusterBytes, sectorSize, maxClusterBytes)
+	}
+	return nil
+}
+
 // layout computes the geometry of a filesystem of size bytes. fatType 0 picks FAT32 whenever
 // the size allows it (systemd-repart runs `mkfs.vfat -F 32`), FAT16 below that.
 // clusterBytes 0 picks the cluster size mkfs.fat picks. minRoot is the number of root
@@ -89,15 +104,8 @@ func cdiv(a, b uint64) uint64 { return (a + b - 1) / b }
 // FAT16, the root directory are rounded up to whole clusters so that every cluster is
 // aligned to its own size within the partition.
 func layout(size int64, sectorSize, fatType, clusterBytes, minRoot int) (geometry, error) {
-	switch sectorSize {
-	case 512, 1024, 2048, 4096:
-	default:
-		return geometry{}, fmt.Errorf("sector size %d: want 512, 1024, 2048 or 4096", sectorSize)
-	}
-	if clusterBytes != 0 && (clusterBytes < sectorSize || clusterBytes > maxClusterBytes ||
-		clusterBytes&(clusterBytes-1) != 0) {
-		return geometry{}, fmt.Errorf("cluster size %d: want a power of two from the sector size (%d) to %d",
-			clusterBytes, sectorSize, maxClusterBytes)
+	if err := checkSizes(sectorSize, clusterBytes); err != nil {
+		return geometry{}, err
 	}
 	if size < 0 {
 		return geometry{}, fmt.Errorf("negative size %d", size)

@@ -117,9 +117,9 @@ func MinSize(opts Options) (int64, error) {
 	if hasLbl {
 		root.dirSlots++ // the volume label's entry
 	}
-	ss := opts.SectorSize
-	if ss == 0 {
-		ss = 512
+	ss, err := opts.check()
+	if err != nil {
+		return 0, fmt.Errorf("vfat: %w", err)
 	}
 	n, err := minSize(root, opts, ss)
 	if err != nil {
@@ -194,12 +194,9 @@ type fsPlan struct {
 }
 
 func plan(size int64, opts Options) (*fsPlan, error) {
-	ss := opts.SectorSize
-	if ss == 0 {
-		ss = 512
-	}
-	if opts.FAT != 0 && opts.FAT != 16 && opts.FAT != 32 {
-		return nil, fmt.Errorf("FAT type %d: want 16 or 32 (or 0 to choose)", opts.FAT)
+	ss, err := opts.check()
+	if err != nil {
+		return nil, err
 	}
 	lbl, hasLbl, err := parseLabel(opts.Label)
 	if err != nil {
@@ -264,6 +261,18 @@ func plan(size int64, opts Options) (*fsPlan, error) {
 	}
 	p.used = next - 2
 	return p, nil
+}
+
+// check validates the options that do not depend on the size and returns the sector size.
+func (o Options) check() (int, error) {
+	ss := o.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
+	if o.FAT != 0 && o.FAT != 16 && o.FAT != 32 {
+		return 0, fmt.Errorf("FAT type %d: want 16 or 32 (or 0 to choose)", o.FAT)
+	}
+	return ss, checkSizes(ss, o.ClusterSize)
 }
 
 func (o Options) timestamp() (time.Time, error) {

@@ -714,3 +714,31 @@ func randomTree(r *rand.Rand) fstest.MapFS {
 	}
 	return m
 }
+
+func TestLayoutLimits(t *testing.T) {
+	g, err := layout(3<<40, 512, 0, 0, 0)
+	if err != nil || g.totalSectors != 0xFFFFFFFF || g.clusterBytes() != 32<<10 || g.fatType != 32 {
+		t.Errorf("3 TiB: %v, %v (%d sectors)", g, err, g.totalSectors)
+	}
+	if d := g.dataStart() + int64(g.clusters)*g.clusterBytes(); d > int64(g.totalSectors)*512 {
+		t.Errorf("data area ends at %d, past the last sector", d)
+	}
+	for _, size := range []int64{33 << 20, 1 << 30, 40 << 30, 1 << 40} {
+		for _, ss := range []int{512, 4096} {
+			g, err := layout(size, ss, 0, 0, 0)
+			if err != nil {
+				continue // 33 MiB with 4K sectors is FAT16, fine; errors are tested elsewhere
+			}
+			end := g.dataStart() + int64(g.clusters)*g.clusterBytes()
+			fatEntries := int64(g.fatLength) * int64(ss) / int64(g.fatType/8)
+			if end > size || int64(g.clusters)+2 > fatEntries || g.dataStart()%g.clusterBytes() != 0 && size > 8192*int64(ss) {
+				t.Errorf("%d/%d: %v: data ends %d, FAT holds %d entries, data starts %d", size, ss, g, end, fatEntries, g.dataStart())
+			}
+		}
+	}
+	for _, opts := range []Options{{SectorSize: 100}, {ClusterSize: 1000}, {FAT: 12}} {
+		if _, err := MinSize(opts); err == nil {
+			t.Errorf("MinSize(%+v) accepted", opts)
+		}
+	}
+}
