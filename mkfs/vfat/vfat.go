@@ -5,16 +5,20 @@
 // systemd-repart runs for Format=vfat: 2 FATs, media 0xF8, 32 reserved sectors with the
 // FSInfo sector at 1 and the backup boot sector at 6, cluster size 512 B up to 260 MiB,
 // 4 KiB up to 8 GiB, 8/16/32 KiB above, and reserved sectors and FAT length rounded to whole
-// clusters. FAT32 needs at least 65529 clusters: with 512-byte sectors that is 32.6 MiB and
-// above (33 MiB is FAT32), with 4096-byte sectors about 257 MiB. Below that the filesystem
-// is FAT16 with mkfs.fat's FAT16 parameters (2 KiB clusters from 512-byte sectors, a 512-entry
-// root directory that grows if the root holds more). Options.FAT forces a type.
+// clusters. FAT32 needs at least 65529 clusters: with 512-byte sectors that is 34091520 bytes
+// (32.52 MiB; 33 MiB is FAT32), with 4096-byte sectors 269062144 bytes (256.6 MiB). Below
+// that the filesystem is FAT16 with mkfs.fat's FAT16 parameters (4 sectors per cluster, a
+// 512-entry root directory that grows if the root holds more), down to 2.03 MiB (512-byte
+// sectors) or 16 MiB (4096); smaller sizes are an error. Options.FAT forces a type.
 //
 // The content is written in one pass: directories first in each subtree (preorder), each
 // file contiguous, entries sorted by name, every timestamp equal to Options.Time, so two builds
 // of the same tree are byte-identical. Long names get VFAT long-name entries; short names are
 // generated like Linux and mtools do (BASE~N). Only metadata, directory clusters and file
 // data are written: free clusters keep whatever the device held, which FAT never reads.
+//
+// Overlay composes the content from several fs.FS (a directory, a firmware zip, files built
+// in memory) without copying anything to disk.
 package vfat
 
 import (
@@ -106,6 +110,10 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 // MinSize returns the smallest size, a whole number of MiB, of a filesystem made with opts
 // (opts.Root is the tree) that holds the tree.
 func MinSize(opts Options) (int64, error) {
+	ss, err := opts.check()
+	if err != nil {
+		return 0, fmt.Errorf("vfat: %w", err)
+	}
 	_, hasLbl, err := parseLabel(opts.Label)
 	if err != nil {
 		return 0, fmt.Errorf("vfat: %w", err)
@@ -116,10 +124,6 @@ func MinSize(opts Options) (int64, error) {
 	}
 	if hasLbl {
 		root.dirSlots++ // the volume label's entry
-	}
-	ss, err := opts.check()
-	if err != nil {
-		return 0, fmt.Errorf("vfat: %w", err)
 	}
 	n, err := minSize(root, opts, ss)
 	if err != nil {
@@ -142,12 +146,19 @@ func minSize(root *node, opts Options, ss int) (int64, error) {
 	// Whether a tree fits is monotonic within one FAT type and cluster size but not across
 	// them (bigger filesystems get bigger clusters and more slack), so scan upward from the
 	// data size in MiB steps; FAT overhead is a few percent, so the scan is short.
+	needs := map[[2]int]uint64{} // by FAT type and cluster size
 	for s := max(total>>20, 1) << 20; s <= limit; s += 1 << 20 {
 		g, err := layout(s, ss, opts.FAT, opts.ClusterSize, root.dirSlots)
 		if err != nil {
 			continue
 		}
-		if need := clustersNeeded(root, g); need <= uint64(g.clusters) {
+		k := [2]int{g.fatType, int(g.clusterBytes())}
+		need, ok := needs[k]
+		if !ok {
+			need = clustersNeeded(root, g)
+			needs[k] = need
+		}
+		if need <= uint64(g.clusters) {
 			return s, nil
 		}
 	}
