@@ -347,6 +347,9 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 	if out.Sums, err = WriteSums(out.UpdateDir); err != nil {
 		return nil, err
 	}
+	if err := c.signUpdateDir(out.UpdateDir); err != nil {
+		return nil, err
+	}
 	if out.NoFirmware {
 		p.info("no Raspberry Pi firmware given ([Firmware] RPi4UEFI=, make image FIRMWARE=...): this image boots on UEFI machines and in QEMU only")
 	}
@@ -445,6 +448,9 @@ func (c *Config) storeTree(d *Definition) (*squashfs.Tree, error) {
 			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: adding etc/os-release to the store: %w (the store tree must not have one)", d.File, err)
+			}
+			if err := c.addUpdateFiles(tree, cf.Target); err != nil {
+				return nil, fmt.Errorf("%s: %w", d.File, err)
 			}
 		}
 	}

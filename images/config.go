@@ -53,6 +53,9 @@ type Config struct {
 
 	// [Partitions]
 	Definitions string // build-time repart.d directory (default repart.d next to image.conf)
+
+	// [Update] (images/update.go)
+	Update UpdateConfig
 }
 
 // Override is one setting given outside the file, e.g. on the command line.
