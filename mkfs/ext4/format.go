@@ -189,6 +189,16 @@ func (f *formatter) write(w io.WriterAt) error {
 				return err
 			}
 		}
+		if len(wr.data) >= 64<<10 {
+			// big pieces go out as they are, without a copy
+			if err := flush(); err != nil {
+				return err
+			}
+			if _, err := w.WriteAt(wr.data, int64(wr.block)*blockSize); err != nil {
+				return fmt.Errorf("ext4: writing block %d: %w", wr.block, err)
+			}
+			continue
+		}
 		if len(buf) == 0 {
 			bufStart = wr.block
 		}
@@ -486,15 +496,17 @@ func (f *formatter) resizeInode() {
 		return
 	}
 	dind := make([]byte, blockSize)
+	// one slab for all primary reserved blocks: they are contiguous and written in one go
+	slab := make([]byte, l.rsvGDT*blockSize)
 	for i := uint64(0); i < l.rsvGDT; i++ {
 		primary := 1 + l.descBlocks + i
 		le.PutUint32(dind[4*((l.descBlocks+i)%addrPerBlock):], uint32(primary))
-		ind := make([]byte, blockSize)
+		ind := slab[i*blockSize : (i+1)*blockSize]
 		for k, g := range l.backups {
 			le.PutUint32(ind[4*k:], uint32(uint64(g)*blocksPerGroup+primary))
 		}
-		f.put(primary, ind)
 	}
+	f.put(1+l.descBlocks, slab)
 	f.put(l.resizeDind, dind)
 }
 
