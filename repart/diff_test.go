@@ -53,14 +53,14 @@ type sfdiskDump struct {
 
 // readTable returns gpt.Read's view of img in the same form as dumpTable, with sfdisk's
 // attribute names.
-func readTable(img string) (string, error) {
+func readTable(img string, ss int) (string, error) {
 	f, err := os.Open(img)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	fi, _ := f.Stat()
-	t, err := gpt.Read(f, fi.Size(), 512)
+	t, err := gpt.Read(f, fi.Size(), ss)
 	if err != nil {
 		return "", err
 	}
@@ -116,11 +116,12 @@ var diffTypes = []string{"esp", "linux-generic", "home", "srv", "var", "tmp", "s
 	"root-x86-64", "usr-x86-64", "root-arm64", "root-x86-64-verity"}
 
 type diffCase struct {
-	seed      uuid.UUID
-	diskSize  int64
-	imageSize int64 // the size the table was written for (smaller: a flashed image)
-	table     *gpt.Table
-	defs      map[string]string // file name → content
+	sectorSize int
+	seed       uuid.UUID
+	diskSize   int64
+	imageSize  int64 // the size the table was written for (smaller: a flashed image)
+	table      *gpt.Table
+	defs       map[string]string // file name → content
 }
 
 func (c diffCase) String() string {
@@ -169,31 +170,32 @@ func logUniform(r *rand.Rand, lo, hi int64) int64 {
 	return min(v, hi)
 }
 
-func genCase(r *rand.Rand) diffCase {
+func genCase(r *rand.Rand, ss int64) diffCase {
 	const MiB = 1 << 20
-	c := diffCase{defs: map[string]string{}}
+	c := diffCase{defs: map[string]string{}, sectorSize: int(ss)}
 	c.seed = uuid.Must(uuid.NewRandomFromReader(r))
 	c.diskSize = logUniform(r, 64*MiB, 2<<40)
 	if r.Intn(3) == 0 {
-		c.diskSize = c.diskSize / 512 * 512 // not a multiple of the 4096-byte grain
+		c.diskSize = c.diskSize / ss * ss // not a multiple of the 4096-byte grain (for 512)
 	} else {
 		c.diskSize = c.diskSize / MiB * MiB
 	}
 	c.imageSize = c.diskSize
 	if r.Intn(3) == 0 {
-		c.imageSize = max(8*MiB, c.diskSize/int64(2+r.Intn(8))) / 512 * 512
+		c.imageSize = max(8*MiB, c.diskSize/int64(2+r.Intn(8))) / ss * ss
 	}
-	t, err := gpt.New(c.imageSize, 512, uuid.Must(uuid.NewRandomFromReader(r)))
+	t, err := gpt.New(c.imageSize, int(ss), uuid.Must(uuid.NewRandomFromReader(r)))
 	if err != nil {
 		panic(err)
 	}
+	unit := uint64(ss / 512) // the numbers below are in 512-byte sectors
 	// Existing partitions, one after the other with random gaps, sizes and slots.
-	lba := uint64(2048)
+	lba := uint64(2048) / unit
 	switch r.Intn(4) {
 	case 0:
 		lba = t.FirstUsableLBA
 	case 1:
-		lba = uint64(34 + r.Intn(4000))
+		lba = max(t.FirstUsableLBA, uint64(34+r.Intn(4000))/unit)
 	}
 	n := r.Intn(5)
 	slots := r.Perm(6)[:n]
@@ -207,7 +209,7 @@ func genCase(r *rand.Rand) diffCase {
 		}
 		size := uint64(logUniform(r, 8, max(avail/4, 8)))
 		if r.Intn(2) == 0 {
-			size = max(size/2048*2048, 2048)
+			size = max(size/(2048/unit)*(2048/unit), 2048/unit)
 		}
 		if lba+size-1 > t.LastUsableLBA {
 			break
@@ -222,9 +224,9 @@ func genCase(r *rand.Rand) diffCase {
 		lba += size
 		switch r.Intn(3) {
 		case 0:
-			lba += uint64(r.Intn(5000))
+			lba += uint64(r.Intn(5000)) / unit
 		case 1:
-			lba += uint64(logUniform(r, 2048, max(avail/8, 2048)))
+			lba += uint64(logUniform(r, int64(2048/unit), max(avail/8, int64(2048/unit))))
 		}
 	}
 	sort.Slice(t.Partitions, func(i, j int) bool { return t.Partitions[i].Index < t.Partitions[j].Index })
@@ -342,16 +344,19 @@ func runOurs(img, defsDir string, seed uuid.UUID) error {
 		return err
 	}
 	defer f.Close()
-	fi, _ := f.Stat()
-	t, err := gpt.Read(f, fi.Size(), 0)
+	size, ss, err := DeviceSize(f)
 	if err != nil {
 		return err
 	}
-	l, err := Plan(Disk{Size: fi.Size(), Table: t}, defs, seed)
+	t, err := gpt.Read(f, size, ss)
 	if err != nil {
 		return err
 	}
-	return Apply(f, fi.Size(), l, nil)
+	l, err := Plan(Disk{Size: size, Table: t}, defs, seed)
+	if err != nil {
+		return err
+	}
+	return Apply(f, size, l, nil)
 }
 
 func TestDifferentialSystemdRepart(t *testing.T) {
@@ -363,7 +368,7 @@ func TestDifferentialSystemdRepart(t *testing.T) {
 	r := rand.New(rand.NewSource(20261126))
 	cases := make([]diffCase, n)
 	for i := range cases {
-		cases[i] = genCase(r)
+		cases[i] = genCase(r, 512)
 	}
 	var (
 		wg sync.WaitGroup
@@ -413,8 +418,8 @@ func TestDifferentialSystemdRepart(t *testing.T) {
 			}
 			// Both results through gpt.Read (checked against sfdisk in package gpt), and every
 			// 8th case also through sfdisk --json, which must agree with gpt.Read.
-			want, err1 := readTable(img)
-			got, err2 := readTable(ours)
+			want, err1 := readTable(img, 512)
+			got, err2 := readTable(ours, 512)
 			if i%8 == 0 && err1 == nil && err2 == nil {
 				for _, p := range []string{img, ours} {
 					s, err := dumpTable(p)
@@ -438,4 +443,49 @@ func TestDifferentialSystemdRepart(t *testing.T) {
 	if applied < n/2 {
 		t.Errorf("only %d of %d cases were applicable: the generator is too tight", applied, n)
 	}
+}
+
+// TestDifferential4K runs generated cases on loop devices with 4096-byte logical sectors,
+// where systemd-repart's grain equals the sector.
+func TestDifferential4K(t *testing.T) {
+	testutil.NeedRoot(t)
+	testutil.Need(t, "systemd-repart", "losetup")
+	r := rand.New(rand.NewSource(4096))
+	attach := func(img string) string {
+		out, err := exec.Command("losetup", "-b", "4096", "-f", "--show", img).Output()
+		if err != nil {
+			t.Fatalf("losetup -b 4096 %s: %v", img, err)
+		}
+		dev := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		return dev
+	}
+	same := 0
+	for i := 0; i < 16; i++ {
+		c := genCase(r, 4096)
+		img, ours, defs, err := c.materialize(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := attach(img), attach(ours)
+		sdOut, sdErr := exec.Command("systemd-repart", "--dry-run=no", "--discard=no", "--no-pager", "--json=short",
+			"--seed="+c.seed.String(), "--definitions="+defs, a).CombinedOutput()
+		ourErr := runOurs(b, defs, c.seed)
+		exec.Command("losetup", "-d", a).Run()
+		exec.Command("losetup", "-d", b).Run()
+		if (sdErr != nil) != (ourErr != nil) {
+			t.Errorf("4K case %d: systemd-repart: %v, ours: %v\n%s\n%s", i, sdErr, ourErr, c, sdOut)
+			continue
+		}
+		want, err1 := readTable(img, 4096)
+		got, err2 := readTable(ours, 4096)
+		if err1 != nil || err2 != nil || want != got {
+			t.Errorf("4K case %d differs (%v %v)\n%s\nsystemd-repart:\n%s\nours:\n%s\n%s", i, err1, err2, c, want, got, sdOut)
+			continue
+		}
+		if sdErr == nil {
+			same++
+		}
+	}
+	t.Logf("16 cases with 4096-byte sectors, %d applied identically, the rest refused by both", same)
 }

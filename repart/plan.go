@@ -144,7 +144,7 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 	t := old.Clone()
 	lastLBA := uint64(disk.Size)/ss - 1
 	var repair []string
-	if old.Status.BackupLBA != lastLBA || !old.Status.PrimaryValid || !old.Status.BackupValid {
+	if old.Status.BackupLBA != lastLBA {
 		// As libfdisk does on open: the backup goes to the end of the device and the usable
 		// area grows with it.
 		if err := t.Resize(disk.Size); err != nil {
