@@ -152,6 +152,9 @@ func compare(t *testing.T, img string, tab *Table) {
 	for i, sp := range s.Partitions {
 		p := tab.Partitions[i]
 		wantNode := fmt.Sprintf("%s%d", img, p.Index)
+		if strings.HasPrefix(img, "/dev/") {
+			wantNode = fmt.Sprintf("%sp%d", img, p.Index)
+		}
 		if sp.Node != wantNode || sp.Start != p.FirstLBA || sp.Size != p.LastLBA-p.FirstLBA+1 ||
 			!strings.EqualFold(sp.Type, p.Type.String()) || !strings.EqualFold(sp.UUID, p.UUID.String()) || sp.Name != p.Name {
 			t.Errorf("partition %d: sfdisk %+v, we %+v", i, sp, p)
@@ -485,4 +488,42 @@ func TestTypes(t *testing.T) {
 	if fmt.Sprintf("%x", b) != "28732ac11ff8d211ba4b00a0c93ec93b" || DecodeGUID(b[:]) != u {
 		t.Errorf("GUID encoding %x", b)
 	}
+}
+
+// TestSector4096 reads a GPT that sgdisk wrote on a loop device with 4096-byte logical
+// sectors, rewrites it grown with a new partition, and has sgdisk and sfdisk check it.
+func TestSector4096(t *testing.T) {
+	testutil.NeedRoot(t)
+	testutil.Need(t, "sgdisk", "sfdisk", "losetup")
+	img := sparse(t, 64*MiB)
+	out, err := exec.Command("losetup", "-b", "4096", "-f", "--show", img).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	run(t, "sgdisk", "-n", "1:256:+8M", "-t", "1:EF00", "-c", "1:boot", "-n", "2:0:+4M", "-c", "2:data", dev)
+
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tab, err := Read(f, 64*MiB, 0) // probed: no 512-byte GPT there
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.SectorSize != 4096 || tab.FirstUsableLBA != 6 || len(tab.Partitions) != 2 || tab.Partitions[0].FirstLBA != 256 ||
+		!tab.Status.PrimaryValid || !tab.Status.BackupValid || tab.Status.BackupLBA != 64*MiB/4096-1 {
+		t.Fatalf("read %+v", tab)
+	}
+	compare(t, dev, tab)
+	tab.Partitions = append(tab.Partitions, Partition{Index: 3, Type: TypeHome, UUID: uuid.New(),
+		FirstLBA: tab.Partitions[1].LastLBA + 1, LastLBA: tab.LastUsableLBA, Name: "home", Attributes: AttrGrowFS})
+	if err := Write(f, 64*MiB, tab); err != nil {
+		t.Fatal(err)
+	}
+	f.Sync()
+	sgdiskVerify(t, dev)
+	compare(t, dev, tab)
 }
