@@ -102,8 +102,9 @@ if [ "${REPART:-$([ -f cmd/piboot/repart.go ] && echo 1 || echo 0)}" = 1 ]; then
 		t1=$(now); w1=$(written)
 		losetup -d "$loopdev"; loopdev=""
 		# the new partition must hold a clean ext4
-		p=$(losetup -f --show -P -r "$img")
-		e2fsck -fn "${p}p1" >/dev/null 2>&1 || { echo "$tool: partition 1 is not a clean ext4" >&2; losetup -d "$p"; exit 1; }
+		read -r start sectors < <(sfdisk -d "$img" | awk -F'[=,]' '/^[^ ]+ : start=/{gsub(/ /,""); print $2, $4; exit}')
+		p=$(losetup -f --show -r -o $((start * 512)) --sizelimit $((sectors * 512)) "$img")
+		e2fsck -fn "$p" >/dev/null 2>&1 || { echo "$tool: partition 1 (start $start, $sectors sectors) is not a clean ext4" >&2; losetup -d "$p"; exit 1; }
 		losetup -d "$p"
 		s1=$(stored "$img")
 		T[r,$tool]=$(( (t1 - t0) / 1000000 )); W[r,$tool]=$((w1 - w0)); S[r,$tool]=$s1
