@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -372,14 +373,20 @@ func TestDeepAndWide(t *testing.T) {
 }
 
 func TestLargeFiles(t *testing.T) {
-	fsys := fstest.MapFS{"big/fifty.bin": {Data: pattern(50<<20, 1)}}
+	edges := fstest.MapFS{}
 	// Boundary sizes around the 512-byte and 4 KiB cluster sizes of the two images below.
 	for _, n := range []int{511, 512, 513, 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537} {
-		fsys[fmt.Sprintf("edge/%d.bin", n)] = &fstest.MapFile{Data: pattern(n, int64(n))}
+		edges[fmt.Sprintf("edge/%d.bin", n)] = &fstest.MapFile{Data: pattern(n, int64(n))}
 	}
-	for _, size := range []int64{100 << 20, 300 << 20} { // 512 B and 4 KiB clusters
-		t.Run(fmt.Sprint(size>>20), func(t *testing.T) {
-			img := build(t, size, Options{Root: fsys})
+	big := maps.Clone(edges)
+	big["big/fifty.bin"] = &fstest.MapFile{Data: pattern(50<<20, 1)}
+	for _, tc := range []struct {
+		size int64
+		fsys fstest.MapFS
+	}{{100 << 20, edges}, {300 << 20, big}} { // 512 B and 4 KiB clusters
+		fsys := tc.fsys
+		t.Run(fmt.Sprint(tc.size>>20), func(t *testing.T) {
+			img := build(t, tc.size, Options{Root: fsys})
 			fsckClean(t, img)
 			readBack(t, img, fsys)
 		})
