@@ -30,6 +30,9 @@ var ShellCommands = []string{
 	"wc", "shutdown", "blkid", "gpt", "ip",
 }
 
+// shellTags are the build tags of the busybox.
+var shellTags = []string{"goshsmall"}
+
 // uRootDir returns the module cache directory of u-root URootVersion, downloading the
 // module when needed.
 func uRootDir() (string, error) {
@@ -70,7 +73,7 @@ func Busybox(arch string, cmds []string, cacheDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("go env GOVERSION: %v", err)
 	}
-	h := sha256.Sum256([]byte(strings.Join([]string{URootVersion, arch, strings.TrimSpace(string(goVersion)), strings.Join(cmds, ",")}, "\n")))
+	h := sha256.Sum256([]byte(strings.Join([]string{URootVersion, arch, strings.Join(shellTags, ","), strings.TrimSpace(string(goVersion)), strings.Join(cmds, ",")}, "\n")))
 	out := filepath.Join(cacheDir, "busybox-"+arch+"-"+hex.EncodeToString(h[:8]))
 	if _, err := os.Stat(out); err == nil {
 		return out, nil
@@ -95,7 +98,11 @@ func Busybox(arch string, cmds []string, cacheDir string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(gen)
-	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH(arch), golang.WithGOOS("linux"), golang.WithWorkingDir(dir))
+	env := golang.Default(golang.DisableCGO(), golang.WithGOARCH(arch), golang.WithGOOS("linux"), golang.WithWorkingDir(dir),
+		// goshsmall: gosh's plain "$ " prompt on the kernel's line discipline. Its
+		// default full-screen editor queries the terminal (colors, cursor position) and
+		// waits for answers a serial console never gives.
+		golang.WithBuildTag(shellTags...))
 	tmp := out + ".tmp"
 	err = bb.BuildBusybox(ulog.Null, &bb.Opts{
 		Env:          env,
