@@ -65,7 +65,10 @@ func mkfsSquashfs(args []string) int {
 // writeSquashfs writes to a block device in place (never past its end), or to a regular
 // file through a temporary file renamed over OUT only once the image is complete.
 func writeSquashfs(tree, out string, opts squashfs.Options, dopts squashfs.DirOptions) (int64, error) {
-	if fi, err := os.Stat(out); err == nil && fi.Mode()&os.ModeDevice != 0 {
+	if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
+		if fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
+			return 0, fmt.Errorf("%s: neither a regular file nor a block device", out)
+		}
 		f, err := os.OpenFile(out, os.O_WRONLY, 0)
 		if err != nil {
 			return 0, err

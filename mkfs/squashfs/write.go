@@ -496,9 +496,13 @@ var zeroPage [4096]byte
 // xattr tables after the data, then the padding and finally the superblock.
 func (wr *writer) writeTables() (int64, error) {
 	raw := wr.opts.Compression == None
+	// The tables are built one after the other in this goroutine: one compressor serves all.
+	comp, err := wr.cd.new()
+	if err != nil {
+		return 0, err
+	}
 	newMeta := func() (*metaStream, error) {
-		c, err := wr.cd.new()
-		return &metaStream{comp: c, raw: raw}, err
+		return &metaStream{comp: comp, raw: raw}, nil
 	}
 	xattrTable, err := wr.buildXattrs(newMeta)
 	if err != nil {
