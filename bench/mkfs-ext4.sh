@@ -10,7 +10,9 @@
 # discards arrive at ours as write-zeroes requests that count as written sectors but only
 # punch holes in the file.
 # Formatters:
-#   piboot      piboot mkfs ext4 (this repository)
+#   piboot      piboot mkfs ext4 (this repository); "inproc" after it is ext4.Format plus
+#               fsync timed inside one process (bench/mkfs-ext4), as piboot-init runs it
+#               on first boot, without the CLI's process start
 #   repart      mkfs.ext4 with systemd-repart 252's arguments (zeroes the journal, discards)
 #   lazy        mkfs.ext4 -E lazy_itable_init=1,lazy_journal_init=1
 # With REPART=1 (default when cmd/piboot/repart.go exists) it also runs piboot repart vs
@@ -29,6 +31,7 @@ cleanup() {
 }
 trap cleanup EXIT
 go build -o "$work/piboot" ./cmd/piboot
+go build -o "$work/inproc" ./bench/mkfs-ext4
 mkdir -p "$work/mnt"
 uuid=8f3c1a52-3b59-4e3c-a6c3-3c0d9c2f8a11
 
@@ -40,7 +43,7 @@ mib() { awk -v b="$1" 'BEGIN{printf "%.2f", b/1048576}'; }
 printf '%-6s %-8s %10s %14s %12s %18s\n' size tool "wall ms" "written MiB" "stored MiB" "kernel ${MOUNT_SECONDS}s MiB"
 declare -A T W K S
 for gib in $SIZES; do
-	for tool in piboot repart lazy; do
+	for tool in piboot inproc repart lazy; do
 		img="$work/disk.img"
 		rm -f "$img"
 		truncate -s "${gib}G" "$img"
@@ -49,6 +52,7 @@ for gib in $SIZES; do
 		w0=$(written); t0=$(now)
 		case $tool in
 		piboot) "$work/piboot" mkfs ext4 --label root --uuid $uuid "$loopdev" ;;
+		inproc) inproc_ms=$("$work/inproc" "$loopdev") ;;
 		repart) mkfs.ext4 -q -L root -U $uuid -I 256 -O has_journal -m 0 -E discard,lazy_itable_init=1 -T default "$loopdev" ;;
 		lazy) mkfs.ext4 -q -F -L root -U $uuid -m 0 -E lazy_itable_init=1,lazy_journal_init=1,nodiscard "$loopdev" ;;
 		esac
@@ -63,7 +67,9 @@ for gib in $SIZES; do
 		e2fsck -fn "$loopdev" >/dev/null 2>&1 || { echo "e2fsck failed after $tool at ${gib}G" >&2; exit 1; }
 		losetup -d "$loopdev"; loopdev=""
 		rm -f "$img"
-		T[$gib,$tool]=$(( (t1 - t0) / 1000000 )); W[$gib,$tool]=$((w1 - w0)); K[$gib,$tool]=$((w2 - w1))
+		T[$gib,$tool]=$(( (t1 - t0) / 1000000 ))
+		[ $tool = inproc ] && T[$gib,$tool]=$inproc_ms
+		W[$gib,$tool]=$((w1 - w0)); K[$gib,$tool]=$((w2 - w1))
 		printf '%-6s %-8s %10d %14s %12s %18s\n' "${gib}G" $tool "${T[$gib,$tool]}" "$(mib $((w1 - w0)))" "$(mib "$s1")" "$(mib $((w2 - w1)))"
 	done
 done
@@ -71,8 +77,8 @@ echo
 echo "ratios (piboot / mkfs.ext4): time and bytes written while formatting"
 for gib in $SIZES; do
 	for ref in repart lazy; do
-		awk -v g="$gib" -v r="$ref" -v pt="${T[$gib,piboot]}" -v rt="${T[$gib,$ref]}" -v pw="${W[$gib,piboot]}" -v rw="${W[$gib,$ref]}" \
-			'BEGIN{printf "%4sG vs %-7s time %.2f  bytes %.4f\n", g, r, pt/(rt?rt:1), pw/(rw?rw:1)}'
+		awk -v g="$gib" -v r="$ref" -v it="${T[$gib,inproc]}" -v pt="${T[$gib,piboot]}" -v rt="${T[$gib,$ref]}" -v pw="${W[$gib,piboot]}" -v rw="${W[$gib,$ref]}" \
+			'BEGIN{printf "%4sG vs %-7s time %.2f (in-process %.2f)  bytes %.4f\n", g, r, pt/(rt?rt:1), it/(rt?rt:1), pw/(rw?rw:1)}'
 	done
 done
 
