@@ -106,3 +106,19 @@ func TestHTTPSourceErrors(t *testing.T) {
 		t.Error("missing dir accepted")
 	}
 }
+
+func TestSignReproducible(t *testing.T) {
+	dir := t.TempDir()
+	priv, _, _ := GenerateKey("r", "", "")
+	os.WriteFile(filepath.Join(dir, "k"), priv, 0o600)
+	s, _ := LoadSigner(filepath.Join(dir, "k"))
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000") // older than the key
+	a, err := s.Sign([]byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s.Sign([]byte("x"))
+	if !bytes.Equal(a, b) {
+		t.Fatal("two signatures under SOURCE_DATE_EPOCH differ")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -91,7 +92,22 @@ func (s *Signer) PublicKey() ([]byte, error) {
 // Sign returns a binary detached signature of data (SHA256SUMS.gpg).
 func (s *Signer) Sign(data []byte) ([]byte, error) {
 	var b bytes.Buffer
-	if err := openpgp.DetachSign(&b, s.entity, bytes.NewReader(data), &packet.Config{DefaultHash: 0}); err != nil {
+	cfg := &packet.Config{}
+	// Reproducible builds: the signature's creation time follows SOURCE_DATE_EPOCH, and
+	// EdDSA signatures are deterministic, so two builds sign alike.
+	// A key younger than the epoch cannot sign then: use its own creation time instead.
+	if e, err := strconv.ParseInt(os.Getenv("SOURCE_DATE_EPOCH"), 10, 64); err == nil {
+		at := time.Unix(e, 0)
+		for _, k := range append([]openpgp.Subkey{{PublicKey: s.entity.PrimaryKey}}, s.entity.Subkeys...) {
+			if k.PublicKey != nil && k.PublicKey.CreationTime.After(at) {
+				at = k.PublicKey.CreationTime
+			}
+		}
+		cfg.Time = func() time.Time { return at }
+		randomized := false
+		cfg.NonDeterministicSignaturesViaNotation = &randomized
+	}
+	if err := openpgp.DetachSign(&b, s.entity, bytes.NewReader(data), cfg); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
