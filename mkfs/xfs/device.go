@@ -30,6 +30,10 @@ var errNoOffload = errors.New("zeroing offload not supported")
 
 const chunk = 1 << 20
 
+// offloadMin is the smallest range zeroed by offload: a device zeroes a range synchronously
+// (an image file commits its journal for it), slower than writing a few sectors.
+const offloadMin = 1 << 20
+
 // dirtyChunksBeforeBlind is how many consecutive chunks without a zero sector make
 // ensureZero stop reading and zero the rest of a range.
 const dirtyChunksBeforeBlind = 4
@@ -54,7 +58,7 @@ func (d *device) zero(off, n int64) error {
 	if off < 0 || off+n > d.size {
 		return fmt.Errorf("internal error: zeroing %d bytes at %d outside the %d-byte partition", n, off, d.size)
 	}
-	if d.zeroOut != nil {
+	if d.zeroOut != nil && n >= offloadMin {
 		err := d.zeroOut(off, n)
 		if err == nil {
 			d.stats.Zeroed += n
@@ -133,73 +137,69 @@ func (d *device) ensureZero(off, n int64) error {
 			return err
 		}
 	}
+	// Runs of dirty sectors are collected across chunks and zeroed in one request each, so
+	// that a large stretch of old data is one zeroing, not one per chunk.
+	var run [2]int64
+	flush := func() error {
+		if run[1] == run[0] {
+			return nil
+		}
+		err := d.zeroRange(run[0], run[1]-run[0])
+		run = [2]int64{}
+		return err
+	}
 	buf := make([]byte, chunk)
+	g := int64(d.gran)
 	dirtyRun := 0
 	for _, rg := range ranges {
 		// Data ranges come from the filesystem in its block size; widen them to sectors.
-		start := rg[0] / int64(d.gran) * int64(d.gran)
-		stop := min(off+n, (rg[1]+int64(d.gran)-1)/int64(d.gran)*int64(d.gran))
-		for pos := max(start, off); pos < stop; {
+		start := max(off, rg[0]/g*g)
+		stop := min(off+n, (rg[1]+g-1)/g*g)
+		for pos := start; pos < stop; {
 			m := min(int64(chunk), stop-pos)
 			b := buf[:m]
 			if _, err := d.r.ReadAt(b, pos); err != nil && !(errors.Is(err, io.EOF) && pos+m >= d.size) {
 				return fmt.Errorf("reading %d bytes at offset %d: %w", m, pos, err)
 			}
 			d.stats.Read += m
-			if bytes.Equal(b, zeroChunk()[:m]) {
-				dirtyRun = 0
-				pos += m
-				continue
-			}
-			dirty, err := d.zeroDirty(b, pos)
-			if err != nil {
-				return err
+			clean := int64(0)
+			if !bytes.Equal(b, zeroChunk()[:m]) {
+				for s := int64(0); s < m; s += g {
+					if bytes.Equal(b[s:s+g], zeroChunk()[:g]) {
+						clean++
+						if err := flush(); err != nil {
+							return err
+						}
+						continue
+					}
+					if run[1] != pos+s {
+						run = [2]int64{pos + s, pos + s}
+					}
+					run[1] = pos + s + g
+				}
+			} else {
+				clean = m / g
+				if err := flush(); err != nil {
+					return err
+				}
 			}
 			pos += m
-			if dirty < len(b)/d.gran {
+			if clean > 0 {
 				dirtyRun = 0
 				continue
 			}
 			// Megabytes on end without a single zero sector: old data fills this stretch
 			// (a reused card). Reading the rest would only add time to the writes.
 			if dirtyRun++; dirtyRun >= dirtyChunksBeforeBlind && pos < stop {
-				if err := d.zeroRange(pos, stop-pos); err != nil {
-					return err
-				}
-				break
+				run[1] = stop
+				pos = stop
 			}
+		}
+		if err := flush(); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-// zeroDirty zeroes the runs of non-zero sectors of b, read from pos, and returns how many
-// sectors were not zero.
-func (d *device) zeroDirty(b []byte, pos int64) (int, error) {
-	g := d.gran
-	runStart, dirty := -1, 0
-	flush := func(end int) error {
-		if runStart < 0 {
-			return nil
-		}
-		err := d.zeroRange(pos+int64(runStart), int64(end-runStart))
-		runStart = -1
-		return err
-	}
-	for s := 0; s < len(b); s += g {
-		nonZero := !bytes.Equal(b[s:s+g], zeroChunk()[:g])
-		if nonZero {
-			dirty++
-			if runStart < 0 {
-				runStart = s
-			}
-			continue
-		}
-		if err := flush(s); err != nil {
-			return dirty, err
-		}
-	}
-	return dirty, flush(len(b))
 }
 
 // zeroRange zeroes [off, off+n), except sectors that metadata will overwrite.
