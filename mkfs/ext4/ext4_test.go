@@ -86,7 +86,7 @@ func TestSizes(t *testing.T) {
 		size     int64
 		maxBytes int64
 	}{
-		{16 << 20, 128 << 10},
+		{16 << 20, 192 << 10},
 		{1 << 30, 1 << 20},
 		{8 << 30, 5 << 20},
 		{32 << 30, 5 << 20},
@@ -322,6 +322,22 @@ func TestReusedDevice(t *testing.T) {
 		fsck(t, path)
 	}
 	check("random data")
+	// Signatures of other filesystems and RAID where ext4 writes nothing must be gone, or
+	// blkid sees two filesystems.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("_BHRfS_M"), 64<<10+64)                  // btrfs
+	f.WriteAt([]byte{0xfc, 0x4e, 0x2b, 0xa9}, size-64<<10)    // MD RAID 0.90 at the end
+	f.WriteAt([]byte{0xfc, 0x4e, 0x2b, 0xa9}, size-8<<10)     // MD RAID 1.0
+	if err := Format(f, size-12<<10, Options{}); err != nil { // a partition not ending on a block
+		t.Fatal(err)
+	}
+	f.Close()
+	if out, err := exec.Command("wipefs", "-n", path).CombinedOutput(); err != nil || strings.Count(string(out), "\n") != 2 || !strings.Contains(string(out), "ext4") {
+		t.Errorf("wipefs finds more than ext4 (%v):\n%s", err, out)
+	}
 	// An old ext4 with a busy journal (mounted with a journal-heavy workload).
 	run(t, "mkfs.ext4", "-q", "-F", "-J", "size=4", path)
 	dev := loop(t, path)

@@ -110,7 +110,7 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 			return fmt.Errorf("ext4: journal sequence: %w", err)
 		}
 	}
-	f := &formatter{l: l, o: &opts, seed: crc(^uint32(0), opts.UUID[:]), jseq: be.Uint32(seq[:])}
+	f := &formatter{l: l, o: &opts, size: size, seed: crc(^uint32(0), opts.UUID[:]), jseq: be.Uint32(seq[:])}
 	if err := f.populate(w); err != nil {
 		return err
 	}
@@ -120,6 +120,7 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 
 type formatter struct {
 	l    *layout
+	size int64 // of the partition, which may end after the last block
 	o    *Options
 	seed uint32 // metadata_csum seed: crc32c of the UUID
 	jseq uint32
@@ -167,6 +168,7 @@ func (f *formatter) write(w io.WriterAt) error {
 	f.inodeTables()
 	f.directories()
 	f.journal()
+	tail := f.wipeSignatures()
 	sort.Slice(f.writes, func(i, j int) bool { return f.writes[i].block < f.writes[j].block })
 	// Coalesce neighbouring blocks into writes of up to 1 MiB.
 	const maxWrite = 1 << 20
@@ -207,6 +209,11 @@ func (f *formatter) write(w io.WriterAt) error {
 	if err := flush(); err != nil {
 		return err
 	}
+	if len(tail.data) > 0 {
+		if _, err := w.WriteAt(tail.data, int64(tail.block)); err != nil {
+			return fmt.Errorf("ext4: wiping the end of the partition: %w", err)
+		}
+	}
 	// Block 0: wipe the boot sector and any old signature in it, then the superblock.
 	blk := make([]byte, blockSize)
 	copy(blk[1024:], f.superblock(0))
@@ -214,6 +221,57 @@ func (f *formatter) write(w io.WriterAt) error {
 		return fmt.Errorf("ext4: writing the superblock: %w", err)
 	}
 	return nil
+}
+
+// wipeSignatures queues zeros over where other filesystems and RAID keep their signatures
+// and this filesystem writes nothing, so that blkid does not find an old one next to ours:
+// btrfs's superblock at 64 KiB, and like mke2fs the last 128 KiB (MD RAID, and a partial
+// last group that the filesystem leaves out). Block 0 is written whole anyway. Writing the
+// very end also fails early if the device is smaller than the size we were given. It
+// returns the part past the filesystem's last block, as a byte offset and zeros.
+func (f *formatter) wipeSignatures() (tail blockWrite) {
+	l := f.l
+	queued := map[uint64]bool{}
+	for _, wr := range f.writes {
+		for b := wr.block; b < wr.block+uint64(len(wr.data)/blockSize); b++ {
+			queued[b] = true
+		}
+	}
+	zero := make([]byte, blockSize)
+	if b := uint64(64<<10) / blockSize; b < l.blocks && !queued[b] && !f.dataBlock(b) {
+		f.put(b, zero)
+	}
+	end := uint64(f.size)
+	start := uint64(0)
+	if end > 128<<10 {
+		start = end - 128<<10
+	}
+	fsEnd := l.blocks * blockSize
+	for b := (start + blockSize - 1) / blockSize; b < l.blocks; b++ {
+		if !queued[b] && l.used.count(b, b+1) == 0 {
+			f.put(b, zero)
+		}
+	}
+	if end > fsEnd {
+		from := max(start, fsEnd)
+		return blockWrite{block: from, data: make([]byte, end-from)}
+	}
+	return blockWrite{}
+}
+
+// dataBlock says whether b holds file data or a directory that populate allocated.
+func (f *formatter) dataBlock(b uint64) bool {
+	return b >= f.l.lpf+lpfBlocks && f.l.used.count(b, b+1) != 0 && !f.isMetadata(b)
+}
+
+// isMetadata says whether b belongs to a group's bitmaps or inode table.
+func (f *formatter) isMetadata(b uint64) bool {
+	for _, g := range f.l.groups {
+		if b == g.blockBitmap || b == g.inodeBitmap || (b >= g.inodeTable && b < g.inodeTable+f.l.itableBlocks) {
+			return true
+		}
+	}
+	return false
 }
 
 func putUUID(dst []byte, u uuid.UUID) { copy(dst, u[:]) }
