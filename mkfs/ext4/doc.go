@@ -26,7 +26,11 @@
 // groups that hold metadata, group 0's inode bitmap and first inode-table block, the three
 // directory blocks of the root and lost+found, the resize inode's double-indirect block, the
 // journal superblock and, for journals split into more than four extents, their leaf block;
-// with Options.Root also the files' data, directories and inode-table blocks.
+// with Options.Root also the files' data, directories and inode-table blocks. Like mke2fs,
+// it also zeroes the free blocks among the last 128 KiB of the partition (old MD RAID
+// superblocks; this also fails early on a device smaller than the size given), and the
+// block at 64 KiB if it holds nothing of ours (an old btrfs superblock), so that blkid finds
+// only the new filesystem.
 // Everything else keeps whatever the device held: every other group is marked
 // BLOCK_UNINIT/INODE_UNINIT with correct checksums, so the kernel and e2fsck compute its
 // bitmaps instead of reading them. Nothing is discarded. At 128 GiB this is about 5 MiB.
