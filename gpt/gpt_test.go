@@ -527,3 +527,46 @@ func TestSector4096(t *testing.T) {
 	sgdiskVerify(t, dev)
 	compare(t, dev, tab)
 }
+
+// TestCrashDamagedPrimary cuts a write that repairs and changes a table whose primary is
+// damaged: the backup, then the only valid copy, must survive until the new primary is whole.
+func TestCrashDamagedPrimary(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	base := flashed(t, 48*MiB, 48*MiB, false) // backup already at the end
+	corrupt(t, base, 512+70)
+	oldT := readFile(t, base)
+	if oldT.Status.PrimaryValid {
+		t.Fatal("primary not damaged")
+	}
+	newT := oldT.Clone()
+	newT.Partitions = append(newT.Partitions, Partition{Index: 3, Type: TypeLinuxGeneric, UUID: uuid.New(),
+		FirstLBA: 40 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
+	ref := filepath.Join(t.TempDir(), "ref.img")
+	copySparse(t, base, ref)
+	cw, size := openCounting(t, ref, -1)
+	if err := Write(cw, size, newT); err != nil {
+		t.Fatal(err)
+	}
+	total := cw.writes
+	want, _ := os.ReadFile(ref)
+	for n := 0; n < total; n++ {
+		img := filepath.Join(t.TempDir(), "cut.img")
+		copySparse(t, base, img)
+		cw, size := openCounting(t, img, n)
+		if err := Write(cw, size, newT); !errors.Is(err, errCut) {
+			t.Fatalf("cut at %d: %v", n, err)
+		}
+		got := readFile(t, img)
+		if !sameParts(got, oldT) && !sameParts(got, newT) {
+			t.Fatalf("cut after %d writes: neither old nor new table", n)
+		}
+		cw2, _ := openCounting(t, img, -1)
+		if err := Write(cw2, size, newT); err != nil {
+			t.Fatal(err)
+		}
+		sgdiskVerify(t, img)
+		if b, _ := os.ReadFile(img); !bytes.Equal(b, want) {
+			t.Errorf("cut after %d writes: rerun differs", n)
+		}
+	}
+}

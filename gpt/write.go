@@ -19,6 +19,8 @@ type Syncer interface{ Sync() error }
 // complete the old primary is intact; once the primary entries change, the old primary
 // header no longer matches them and Read takes the new backup, recognizing it by its
 // entry CRC matching the primary's entry array; after the primary header both agree.
+// If the primary on the disk is damaged (the backup may then be the only valid copy), the
+// primary is written first instead, and Read takes it as soon as it is complete.
 //
 // If w is also an io.ReaderAt, sectors that already hold the right bytes are not written,
 // so rewriting an unchanged table writes nothing and a changed one touches only the
@@ -68,17 +70,25 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 	}
 	protectiveMBR(mbr, last)
 
-	steps := []struct {
+	type step struct {
 		what string
 		off  uint64
 		data []byte
 		sync bool
-	}{
-		{"protective MBR", 0, mbr, false},
+	}
+	backupSteps := []step{
 		{"backup entries", backupEntries * ss, pad, false},
 		{"backup header", last * ss, backup, true},
+	}
+	primarySteps := []step{
 		{"primary entries", t.EntriesLBA * ss, pad, false},
 		{"primary header", ss, primary, true},
+	}
+	steps := append([]step{{"protective MBR", 0, mbr, false}}, append(backupSteps, primarySteps...)...)
+	if ww.r != nil && !validAt(ww.r, 1, t.SectorSize, uint64(size)/ss) {
+		// The primary is damaged, so the backup may be the only valid copy: it must not be
+		// touched before a complete new primary is on the disk.
+		steps = append([]step{{"protective MBR", 0, mbr, false}}, append(primarySteps, backupSteps...)...)
 	}
 	for _, s := range steps {
 		if err := ww.write(s.data, int64(s.off), t.SectorSize); err != nil {
@@ -94,6 +104,11 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 		}
 	}
 	return nil
+}
+
+// validAt reports whether a complete, valid GPT copy has its header at lba.
+func validAt(r io.ReaderAt, lba uint64, ss int, devSectors uint64) bool {
+	return readCopy(r, lba, ss, devSectors).ok()
 }
 
 // diffWriter writes only the sector span that differs from what the device holds.

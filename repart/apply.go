@@ -40,6 +40,18 @@ func Apply(w io.WriterAt, size int64, l *Layout, format Formatter) error {
 			formats = append(formats, p)
 		}
 	}
+	if len(formats) > 0 && l.Old != nil && !l.Old.Status.PrimaryValid {
+		// The table came from a backup copy, which may lie inside a partition about to be
+		// formatted (an image's backup on a larger card): first put the old table back in
+		// both places, so a cut during formatting still finds it.
+		old := l.Old.Clone()
+		if err := old.Resize(size); err != nil { // as Plan saw it: usable up to the end
+			return fmt.Errorf("repart: %w", err)
+		}
+		if err := gpt.Write(w, size, old); err != nil {
+			return fmt.Errorf("repart: restoring the damaged primary GPT: %w", err)
+		}
+	}
 	for _, p := range formats {
 		sec := &section{w: w, off: p.Offset, size: p.Size}
 		sec.r, _ = w.(io.ReaderAt)

@@ -335,3 +335,41 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("error %q does not say %q", err, want)
 	}
 }
+
+// TestCrashDamagedPrimaryFlashed is the worst case: a flashed image whose primary GPT is
+// damaged, so the only valid copy is the image's backup — inside the root partition about
+// to be formatted. Every cut must still leave a table, and a rerun must give the uncut result.
+func TestCrashDamagedPrimaryFlashed(t *testing.T) {
+	testutil.Need(t, "sgdisk")
+	base := seedImage(t, 32*MiB, 64*MiB)
+	f, _ := os.OpenFile(base, os.O_RDWR, 0)
+	f.WriteAt([]byte("damage"), 512+60)
+	f.Close()
+	defs := writeDefs(t, map[string]string{"10-root.conf": "[Partition]\nType=root\nFormat=ext4\n"})
+	ref := cp(t, base)
+	d := openDisk(t, ref, -1)
+	if _, err := runOnce(t, d, defs); err != nil {
+		t.Fatal(err)
+	}
+	total := d.writes
+	want, _ := os.ReadFile(ref)
+	sgdiskClean(t, ref)
+	for n := 0; n < total; n++ {
+		img := cp(t, base)
+		cut := openDisk(t, img, n)
+		if _, err := runOnce(t, cut, defs); !errors.Is(err, errCut) {
+			t.Fatalf("cut after %d writes: %v", n, err)
+		}
+		if _, err := gpt.Read(cut.f, 64*MiB, 0); err != nil {
+			t.Fatalf("cut after %d of %d writes: %v", n, total, err)
+		}
+		again := openDisk(t, img, -1)
+		if _, err := runOnce(t, again, defs); err != nil {
+			t.Fatalf("rerun after a cut at %d: %v", n, err)
+		}
+		sgdiskClean(t, img)
+		if b, _ := os.ReadFile(img); !bytes.Equal(b, want) {
+			t.Errorf("cut after %d of %d writes: rerun differs from an uncut run", n, total)
+		}
+	}
+}
