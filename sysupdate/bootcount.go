@@ -111,6 +111,17 @@ func Bless(efivars, esp string, good bool) (from, to string, err error) {
 		}
 		return from, to, fmt.Errorf("boot entry from LoaderBootCountPath: %w", err)
 	}
+	restore, err := makeWritable(filepath.Dir(from))
+	if err != nil {
+		return from, to, err
+	}
+	if restore != nil {
+		defer func() {
+			if rerr := restore(); rerr != nil && err == nil {
+				err = rerr
+			}
+		}()
+	}
 	if err := renameNoReplace(from, to); err != nil {
 		return from, to, err
 	}

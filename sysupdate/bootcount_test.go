@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 func TestBootCounter(t *testing.T) {
@@ -74,5 +76,33 @@ func TestDerivedTypes(t *testing.T) {
 	}
 	if lg.Version() != 4 || lg.Variant().String() != "RFC4122" {
 		t.Fatalf("derived type %v is not a v4 UUID", lg)
+	}
+}
+
+// The ESP is mounted read-only by piboot-init: Bless remounts it read-write for the rename
+// and read-only again.
+func TestBlessReadOnlyESP(t *testing.T) {
+	testutil.NeedRoot(t)
+	vars, esp := t.TempDir(), t.TempDir()
+	if err := unix.Mount("tmpfs", esp, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount tmpfs: %v", err)
+	}
+	defer unix.Unmount(esp, 0)
+	os.MkdirAll(filepath.Join(esp, "EFI/Linux"), 0o755)
+	os.WriteFile(filepath.Join(esp, "EFI/Linux/p_v1+2-1.efi"), []byte("uki"), 0o444)
+	if err := unix.Mount("", esp, "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatal(err)
+	}
+	WriteBootCountPath(vars, "/EFI/Linux/p_v1+2-1.efi")
+	if _, _, err := Bless(vars, esp, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(esp, "EFI/Linux/p_v1.efi")); err != nil {
+		t.Fatal(err)
+	}
+	var sf unix.Statfs_t
+	unix.Statfs(esp, &sf)
+	if sf.Flags&unix.ST_RDONLY == 0 || sf.Flags&unix.ST_NOEXEC == 0 {
+		t.Fatalf("ESP flags after Bless: %#x, want read-only and noexec again", sf.Flags)
 	}
 }

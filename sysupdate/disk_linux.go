@@ -102,3 +102,35 @@ func BootedVersion(root string) string {
 	}
 	return ""
 }
+
+// makeWritable remounts the file system holding dir read-write if it is mounted read-only
+// (piboot-init mounts the ESP read-only, so that a FAT volume is not left dirty by a power
+// cut), and returns a function that remounts it read-only again (nil if nothing changed).
+func makeWritable(dir string) (restore func() error, err error) {
+	var sf unix.Statfs_t
+	if err := unix.Statfs(dir, &sf); err != nil {
+		return nil, err
+	}
+	if sf.Flags&unix.ST_RDONLY == 0 {
+		return nil, nil
+	}
+	mp := dir
+	for !IsMountPoint(mp) && mp != "/" {
+		mp = filepath.Dir(mp)
+	}
+	// ST_ and MS_ values agree for these, but not for relatime (ST_RELATIME is MS_BIND).
+	keep := uintptr(sf.Flags) & (unix.ST_NOSUID | unix.ST_NODEV | unix.ST_NOEXEC | unix.ST_NOATIME | unix.ST_NODIRATIME)
+	if sf.Flags&unix.ST_RELATIME != 0 {
+		keep |= unix.MS_RELATIME
+	}
+	if err := unix.Mount("", mp, "", unix.MS_REMOUNT|keep, ""); err != nil {
+		return nil, fmt.Errorf("remount %s read-write: %w", mp, err)
+	}
+	return func() error {
+		unix.Sync()
+		if err := unix.Mount("", mp, "", unix.MS_REMOUNT|unix.MS_RDONLY|keep, ""); err != nil {
+			return fmt.Errorf("remount %s read-only: %w", mp, err)
+		}
+		return nil
+	}, nil
+}

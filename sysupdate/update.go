@@ -46,6 +46,9 @@ type Updater struct {
 	// Progress, when set, gets the downloaded (compressed) bytes of each payload.
 	Progress func(name string, size int64) io.Writer
 
+	// restore remounts what writable() made read-write.
+	restore []func() error
+
 	// step is called before every durable write; an error aborts there, as a power cut
 	// would (tests inject crashes through it).
 	step func(what string) error
@@ -62,6 +65,37 @@ func (u *Updater) doStep(what string) error {
 		return u.step(what)
 	}
 	return nil
+}
+
+// writable makes dir's file system writable for the rest of the operation.
+func (u *Updater) writable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			dir = d
+			break
+		}
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	r, err := makeWritable(dir)
+	if err != nil {
+		return err
+	}
+	if r != nil {
+		u.restore = append(u.restore, r)
+	}
+	return nil
+}
+
+// done puts read-only file systems back; errors join the operation's.
+func (u *Updater) done(err *error) {
+	for i := len(u.restore) - 1; i >= 0; i-- {
+		if rerr := u.restore[i](); rerr != nil && *err == nil {
+			*err = rerr
+		}
+	}
+	u.restore = nil
 }
 
 func (u *Updater) root() string {
@@ -388,7 +422,8 @@ type job struct {
 // Update installs version (the newest available when ""), returning the version installed
 // or "" when there was nothing newer. Everything that can be refused (signature, hashes
 // listed, no slot, names too long) is refused before the first write.
-func (u *Updater) Update(ctx context.Context, version string) (string, error) {
+func (u *Updater) Update(ctx context.Context, version string) (_ string, err error) {
+	defer u.done(&err)
 	av, err := u.FetchAvailable(ctx)
 	if err != nil {
 		return "", err
@@ -572,6 +607,9 @@ func (u *Updater) vacuum(tg *target, remove []Instance) error {
 			return nil
 		})
 	default:
+		if err := u.writable(tg.dir); err != nil {
+			return err
+		}
 		for _, r := range remove {
 			if err := u.doStep("remove " + r.Name); err != nil {
 				return err
@@ -623,6 +661,9 @@ func (u *Updater) acquire(ctx context.Context, j *job, version string) error {
 			return nil
 		})
 	default:
+		if err := u.writable(tg.dir); err != nil {
+			return err
+		}
 		if err := os.MkdirAll(tg.dir, 0o755); err != nil {
 			return err
 		}
@@ -834,6 +875,7 @@ func decompressor(br *bufio.Reader) (io.Reader, func(), error) {
 // Vacuum removes partial and pending leftovers and the oldest versions beyond InstancesMax,
 // never a protected or the booted version.
 func (u *Updater) Vacuum() (removed int, err error) {
+	defer u.done(&err)
 	for _, t := range u.Transfers {
 		tg, err := u.openTarget(t)
 		if err != nil {
