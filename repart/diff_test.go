@@ -451,14 +451,18 @@ func TestDifferential4K(t *testing.T) {
 	testutil.NeedRoot(t)
 	testutil.Need(t, "systemd-repart", "losetup")
 	r := rand.New(rand.NewSource(4096))
-	attach := func(img string) string {
+	// attach returns a loop device and its detach function; each device is detached exactly
+	// once (a second detach could hit a device number someone else got in the meantime).
+	attach := func(img string) (string, func()) {
 		out, err := exec.Command("losetup", "-b", "4096", "-f", "--show", img).Output()
 		if err != nil {
 			t.Fatalf("losetup -b 4096 %s: %v", img, err)
 		}
 		dev := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-		return dev
+		var once sync.Once
+		detach := func() { once.Do(func() { exec.Command("losetup", "-d", dev).Run() }) }
+		t.Cleanup(detach)
+		return dev, detach
 	}
 	same := 0
 	for i := 0; i < 16; i++ {
@@ -467,12 +471,13 @@ func TestDifferential4K(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, b := attach(img), attach(ours)
+		a, detachA := attach(img)
+		b, detachB := attach(ours)
 		sdOut, sdErr := exec.Command("systemd-repart", "--dry-run=no", "--discard=no", "--no-pager", "--json=short",
 			"--seed="+c.seed.String(), "--definitions="+defs, a).CombinedOutput()
 		ourErr := runOurs(b, defs, c.seed)
-		exec.Command("losetup", "-d", a).Run()
-		exec.Command("losetup", "-d", b).Run()
+		detachA()
+		detachB()
 		if (sdErr != nil) != (ourErr != nil) {
 			t.Errorf("4K case %d: systemd-repart: %v, ours: %v\n%s\n%s", i, sdErr, ourErr, c, sdOut)
 			continue
