@@ -337,7 +337,15 @@ func (d *Definition) set(key, val, arch string) error {
 	case "FactoryReset":
 		d.FactoryReset, err = parseBool(val)
 	case "Flags":
-		d.Flags, err = strconv.ParseUint(val, 0, 64)
+		// Like systemd's safe_atou64: decimal, or 0x/0o/0b-prefixed; no octal by leading zero.
+		base := 10
+		if l := strings.ToLower(val); strings.HasPrefix(l, "0x") || strings.HasPrefix(l, "0o") || strings.HasPrefix(l, "0b") {
+			base = 0
+		}
+		if strings.Contains(val, "_") {
+			return fmt.Errorf("not a number")
+		}
+		d.Flags, err = strconv.ParseUint(val, base, 64)
 	case "SplitName":
 		d.SplitName = val
 	case "CopyFiles":
