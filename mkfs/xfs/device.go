@@ -204,19 +204,23 @@ func (d *device) ensureZero(off, n int64) error {
 
 // zeroRange zeroes [off, off+n), except sectors that metadata will overwrite.
 func (d *device) zeroRange(off, n int64) error {
-	for pos := off; pos < off+n; {
+	end := off + n
+	for pos := off; pos < end; {
 		if d.isCovered(pos) {
 			pos += int64(d.gran)
 			continue
 		}
-		end := pos
-		for end < off+n && !d.isCovered(end) {
-			end += int64(d.gran)
+		// Up to the next metadata piece (they are few; the range may be a 2 GiB log).
+		next := end
+		for _, c := range d.covered {
+			if c[0] > pos && c[0] < next {
+				next = c[0]
+			}
 		}
-		if err := d.zero(pos, end-pos); err != nil {
+		if err := d.zero(pos, next-pos); err != nil {
 			return err
 		}
-		pos = end
+		pos = next
 	}
 	return nil
 }
