@@ -42,6 +42,9 @@ FIRMWARE      ?=
 CMDLINE_EXTRA ?=
 STORE         := $(OUT)/.store-$(VERSION)
 GOTARGET      := CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -buildvcs=false -ldflags='-buildid= -s -w'
+# Reproducible by default: every time stamp (files, filesystems, signatures) is the last
+# commit's time unless SOURCE_DATE_EPOCH is given.
+image: export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 image: deps initrd
 	@rm -rf $(STORE) && mkdir -p $(STORE)/bin
 	$(GOTARGET) -o $(STORE)/bin/piboot-demo ./cmd/piboot-demo

@@ -146,6 +146,9 @@ func TestLoadDefinitions(t *testing.T) {
 		{"copy blocks", "[Partition]\nType=esp\nCopyBlocks=/dev/sda1\n", "10-a.conf:3: CopyBlocks= is not supported by the image builder"},
 		{"copy without format", "[Partition]\nType=esp\nCopyFiles=/boot:/\n", "Format=ext4: the image builder writes vfat and squashfs"},
 		{"section", "[Partitions]\nType=esp\n", "10-a.conf:1: unknown section [Partitions]"},
+		{"compression", "[Partition]\nType=linux-generic\nFormat=squashfs\nCompression=brotli\n", "10-a.conf:4: Compression=brotli: unknown"},
+		{"compression level", "[Partition]\nType=linux-generic\nFormat=squashfs\nCompressionLevel=high\n", "10-a.conf:4: CompressionLevel=high: not a level"},
+		{"compression vfat", "[Partition]\nType=esp\nFormat=vfat\nCompression=xz\n", "apply to Format=squashfs only"},
 	} {
 		t.Run(cse.name, func(t *testing.T) {
 			_, err := LoadDefinitions(writeDefs(t, map[string]string{"10-a.conf": cse.text}), c)
@@ -153,6 +156,10 @@ func TestLoadDefinitions(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, cse.want)
 			}
 		})
+	}
+	xz, err := LoadDefinitions(writeDefs(t, map[string]string{"10-a.conf": "[Partition]\nType=linux-generic\nFormat=squashfs\nCompression=xz\nCompressionLevel=6\nLabel=s\n"}), c)
+	if err != nil || xz[0].Compression != "xz" || xz[0].CompressionLevel != 6 || xz[0].Where("Label") != xz[0].File+":6" {
+		t.Errorf("Compression=xz: %+v, %v", xz, err)
 	}
 	_, err = LoadDefinitions(writeDefs(t, map[string]string{"10-a.conf": "[Partition]\nType=esp\nLabel=x\n", "20-b.conf": "[Partition]\nType=esp\nLabel=x\n"}), c)
 	if err == nil || !strings.Contains(err.Error(), "20-b.conf:3: Label=x is already used by") {

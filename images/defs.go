@@ -5,11 +5,14 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/mkfs/squashfs"
 	"github.com/piboot/piboot/repart"
 )
 
@@ -31,7 +34,10 @@ type Definition struct {
 	Flags     uint64
 	SplitName string // "-" or "": not split
 	CopyFiles []CopyFile
-	line      map[string]int // key → line, for errors found after parsing
+	// Compression and CompressionLevel of a squashfs (systemd 256's keys); zero: the defaults.
+	Compression      squashfs.Compression
+	CompressionLevel int
+	line             map[string]int // key → line, for errors found after parsing
 }
 
 // CopyFile is one CopyFiles=SOURCE[:TARGET] pair: SOURCE in the image's virtual source tree
@@ -78,12 +84,15 @@ func LoadDefinitions(dir string, c *Config) ([]*Definition, error) {
 }
 
 // parseDefinition parses one build-time definition with repart's parser (systemd 252's
-// keys and meanings), after two additions of newer systemd that image definitions such as
-// the seed's use: %A and %M (image version and id) in values, and Minimize=, which changes
-// nothing here because every partition is sized to its content or its SizeMinBytes anyway.
+// keys and meanings), after the additions of newer systemd that image definitions such as
+// the seed's use: %A and %M (image version and id) in values; Minimize=, which changes
+// nothing here because every partition is sized to its content or its SizeMinBytes anyway;
+// and Compression= / CompressionLevel= (systemd 256) for the squashfs store.
 func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 	lines := strings.Split(string(data), "\n")
 	keyLine := map[string]int{}
+	var comp [2]string // Compression= value and where
+	level := 0
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
 		k, v, ok := strings.Cut(t, "=")
@@ -100,6 +109,20 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 				return nil, fmt.Errorf("%s: Minimize=%s: want off, best or guess", where, strings.TrimSpace(v))
 			}
 			lines[i] = "# " + l // keep the line numbers of everything else
+			continue
+		}
+		if k == "Compression" || k == "CompressionLevel" {
+			v = strings.TrimSpace(v)
+			if k == "Compression" {
+				comp[0], comp[1] = v, where
+			} else {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 0 {
+					return nil, fmt.Errorf("%s: CompressionLevel=%s: not a level", where, v)
+				}
+				level = n
+			}
+			lines[i] = "# " + l
 			continue
 		}
 		lines[i] = k + "=" + expandImage(v, c)
@@ -128,6 +151,15 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 		return nil, fmt.Errorf("%s: MakeDirectories= is not supported by the image builder", d.Where("MakeDirectories"))
 	case d.Format != "" && d.Format != "vfat" && d.Format != "squashfs":
 		return nil, fmt.Errorf("%s: Format=%s: the image builder writes vfat and squashfs (other filesystems are made on the device at first boot)", d.Where("Format"), d.Format)
+	}
+	if comp[0] != "" || level != 0 {
+		if d.Format != "squashfs" {
+			return nil, fmt.Errorf("%s: Compression=/CompressionLevel= apply to Format=squashfs only", file)
+		}
+		d.Compression, d.CompressionLevel = squashfs.Compression(comp[0]), level
+		if comp[0] != "" && !slices.Contains(squashfs.Compressions, d.Compression) {
+			return nil, fmt.Errorf("%s: Compression=%s: unknown (%v)", comp[1], comp[0], squashfs.Compressions)
+		}
 	}
 	for _, cf := range rd.CopyFiles {
 		if !strings.HasPrefix(cf.Source, "/") || !strings.HasPrefix(cf.Target, "/") {
