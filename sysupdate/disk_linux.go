@@ -84,13 +84,15 @@ func FindESP(root string) (string, error) {
 	return "", fmt.Errorf("no ESP mounted at /efi, /boot/efi or /boot below %s", root)
 }
 
-// BootedVersion is the running version: IMAGE_VERSION from os-release below root, else the
-// suffix of piboot.store=nix-store_<v> on the kernel command line.
-func BootedVersion(root string) string {
-	for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
-		if b, err := os.ReadFile(filepath.Join(root, p)); err == nil {
-			if v := ParseOSRelease(string(b))["IMAGE_VERSION"]; v != "" {
-				return v
+// BootedVersion is the running version: IMAGE_VERSION from os-release below root (or below
+// root/store), else the suffix of piboot.store=nix-store_<v> on the kernel command line.
+func BootedVersion(root, store string) string {
+	for _, r := range []string{root, filepath.Join(root, store)} {
+		for _, p := range []string{"etc/os-release", "usr/lib/os-release"} {
+			if b, err := os.ReadFile(filepath.Join(r, p)); err == nil {
+				if v := ParseOSRelease(string(b))["IMAGE_VERSION"]; v != "" {
+					return v
+				}
 			}
 		}
 	}

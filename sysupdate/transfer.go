@@ -528,3 +528,45 @@ func splitWords(s string) ([]string, error) {
 func PartitionTypeByName(v string) (uuid.UUID, error) {
 	return gpt.ParseType(v, runtime.GOARCH)
 }
+
+// Device is where a device's update configuration lives: piboot's images carry their
+// transfer files, keyring and os-release in the store (the image's /usr, mounted at
+// /nix/store), while an administrator's overrides go to the root file system's /etc.
+type Device struct {
+	Dirs    []string   // transfer directories, highest priority first
+	Keyring string     // "" when there is none
+	Spec    Specifiers // from os-release; 'A' falls back to the booted version
+}
+
+// DeviceDefaults searches below root and then below store (e.g. "/nix/store").
+func DeviceDefaults(root, store, booted string) Device {
+	var d Device
+	roots := []string{root}
+	if store != "" {
+		roots = append(roots, filepath.Join(root, store))
+	}
+	for _, r := range roots {
+		for _, dir := range DefaultDirs {
+			d.Dirs = append(d.Dirs, filepath.Join(r, dir))
+		}
+	}
+	for _, r := range roots {
+		if k, err := FindKeyring(r); err == nil {
+			d.Keyring = k
+			break
+		}
+	}
+	for _, r := range roots {
+		if s, err := SpecifiersFromOSRelease(r); err == nil {
+			d.Spec = s
+			break
+		}
+	}
+	if d.Spec == nil {
+		d.Spec, _ = SpecifiersFromOSRelease(root)
+	}
+	if d.Spec['A'] == "" && booted != "" {
+		d.Spec['A'] = booted
+	}
+	return d
+}

@@ -197,26 +197,8 @@ func demoUpdate(st *state) error {
 	if store == "" {
 		store = "/nix/store"
 	}
-	// The image carries its transfer files, keyring and os-release in the store (which is
-	// the image's /usr), or in the root file system.
-	var dirs []string
-	for _, root := range []string{"/", store} {
-		for _, d := range sysupdate.DefaultDirs {
-			dirs = append(dirs, filepath.Join(root, d))
-		}
-	}
-	spec, err := sysupdate.SpecifiersFromOSRelease(store)
-	if err != nil {
-		spec, _ = sysupdate.SpecifiersFromOSRelease("/")
-	}
-	if spec['A'] == "" {
-		spec['A'] = st.Version
-	}
-	keyring, kerr := sysupdate.FindKeyring("/")
-	if kerr != nil {
-		keyring, kerr = sysupdate.FindKeyring(store)
-	}
-	ts, err := sysupdate.Load(dirs, spec)
+	dev := sysupdate.DeviceDefaults("/", store, st.Version)
+	ts, err := sysupdate.Load(dev.Dirs, dev.Spec)
 	if err != nil {
 		return err
 	}
@@ -224,10 +206,7 @@ func demoUpdate(st *state) error {
 	if err != nil {
 		return err
 	}
-	u := &sysupdate.Updater{Transfers: ts, Source: src, Root: "/", ESP: esp, Booted: st.Version, Keyring: keyring, Log: prefixWriter{}}
-	if kerr != nil {
-		u.Keyring = ""
-	}
+	u := &sysupdate.Updater{Transfers: ts, Source: src, Root: "/", ESP: esp, Booted: st.Version, Keyring: dev.Keyring, Log: prefixWriter{}}
 	logf("update: checking %s (running %s)", url, st.Version)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

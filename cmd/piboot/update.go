@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -22,13 +21,14 @@ func init() {
 
 func runUpdate(args []string) int {
 	fs := newFlagSet("update", "list | check-new | update [VERSION] | vacuum")
-	defs := fs.String("definitions", "", "directory of *.transfer/*.conf files (default: /etc, /run, /usr/local/lib, /usr/lib sysupdate.d)")
+	defs := fs.String("definitions", "", "directory of *.transfer/*.conf files (default: /etc, /run, /usr/local/lib, /usr/lib sysupdate.d below --root, then below --store)")
 	source := fs.String("source", "", "update source, URL or directory, replacing every transfer's Path=")
 	root := fs.String("root", "/", "file system to operate on (keyring, os-release, transfer directories)")
 	disk := fs.String("disk", "", "block device or image that Path=auto means (default: the disk holding --root)")
 	esp := fs.String("esp", "", "where the ESP is mounted (default: /efi, /boot/efi or /boot)")
 	booted := fs.String("booted", "", "the running version, never removed (default: IMAGE_VERSION, else piboot.store= on the kernel command line)")
-	keyring := fs.String("keyring", "", "OpenPGP keyring to verify SHA256SUMS against (default: systemd's import-pubring paths)")
+	keyring := fs.String("keyring", "", "OpenPGP keyring to verify SHA256SUMS against (default: systemd's import-pubring paths below --root, then --store)")
+	store := fs.String("store", "/nix/store", "where the image's store is mounted (it carries sysupdate.d, the keyring and os-release), relative to --root")
 	quiet := fs.Bool("quiet", false, "no progress bar, no step messages")
 	fs.Parse(args)
 	if fs.NArg() < 1 {
@@ -37,19 +37,17 @@ func runUpdate(args []string) int {
 	}
 	verb := fs.Arg(0)
 	if *booted == "" {
-		*booted = sysupdate.BootedVersion(*root)
+		*booted = sysupdate.BootedVersion(*root, *store)
 	}
-	spec, _ := sysupdate.SpecifiersFromOSRelease(*root)
-	if spec['A'] == "" && *booted != "" {
-		spec['A'] = *booted
+	dev := sysupdate.DeviceDefaults(*root, *store, *booted)
+	dirs := dev.Dirs
+	if *defs != "" {
+		dirs = []string{*defs}
 	}
-	dirs := []string{*defs}
-	if *defs == "" {
-		dirs = nil
-		for _, d := range sysupdate.DefaultDirs {
-			dirs = append(dirs, filepath.Join(*root, d))
-		}
+	if *keyring == "" {
+		*keyring = dev.Keyring
 	}
+	spec := dev.Spec
 	ts, err := sysupdate.Load(dirs, spec)
 	if err != nil {
 		return fail("update", err)

@@ -43,12 +43,14 @@ func TestUpdateCLI(t *testing.T) {
 	os.WriteFile(filepath.Join(esp, "EFI/Linux/piboot_v0.efi"), []byte("uki v0"), 0o644)
 	root := filepath.Join(dir, "root")
 	pub, _ := os.ReadFile("k.pgp")
+	// As on a device: the image's files live in the store, mounted at /nix/store.
+	storeDir := filepath.Join(root, "nix/store")
 	for p, b := range sysupdate.ImageFiles("piboot", "http://localhost/", pub) {
-		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
-		os.WriteFile(filepath.Join(root, p), b, 0o644)
+		os.MkdirAll(filepath.Join(storeDir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(storeDir, p), b, 0o644)
 	}
-	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
-	os.WriteFile(filepath.Join(root, "etc/os-release"), []byte("ID=piboot\nIMAGE_ID=piboot\nIMAGE_VERSION=v0\n"), 0o644)
+	os.MkdirAll(filepath.Join(storeDir, "etc"), 0o755)
+	os.WriteFile(filepath.Join(storeDir, "etc/os-release"), []byte("ID=piboot\nIMAGE_ID=piboot\nIMAGE_VERSION=v0\n"), 0o644)
 	upd := filepath.Join(dir, "update")
 	os.MkdirAll(upd, 0o755)
 	enc, _ := zstd.NewWriter(nil)
