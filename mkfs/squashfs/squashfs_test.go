@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -502,4 +503,82 @@ func TestMain(m *testing.M) {
 	// Loop devices and mounts are released by each test's cleanup; the scratch root goes last.
 	os.Remove("/tmp/squashfs-test")
 	os.Exit(code)
+}
+
+// TestDuplicatesAndHardlinks: identical files share their data, hardlinks are one inode.
+func TestDuplicatesAndHardlinks(t *testing.T) {
+	src := filepath.Join(scratch(t), "src")
+	data := random(1<<20+100, 42)
+	writeFile(t, filepath.Join(src, "a"), data, 0o644)
+	writeFile(t, filepath.Join(src, "sub/b"), data, 0o600)
+	must(t, os.Link(filepath.Join(src, "a"), filepath.Join(src, "sub/a-link")))
+	withDup, _ := writeImage(t, dirTree(t, src, false), Options{})
+	noDup, _ := writeImage(t, dirTree(t, src, false), Options{NoDuplicates: true})
+	s1, s2 := fileSize(t, withDup), fileSize(t, noDup)
+	if s1 > int64(len(data))+64<<10 || s2 < 2*int64(len(data)) {
+		t.Errorf("image sizes %d with duplicate detection and %d without, for two copies of %d bytes", s1, s2, len(data))
+	}
+	mnt := kernelMount(t, withDup)
+	var a, link, b unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(mnt, "a"), &a))
+	must(t, unix.Lstat(filepath.Join(mnt, "sub/a-link"), &link))
+	must(t, unix.Lstat(filepath.Join(mnt, "sub/b"), &b))
+	if a.Ino != link.Ino || a.Nlink != 2 || b.Ino == a.Ino || b.Nlink != 1 || b.Mode&0o777 != 0o600 {
+		t.Errorf("a ino %d nlink %d, a-link ino %d, b ino %d nlink %d mode %o", a.Ino, a.Nlink, link.Ino, b.Ino, b.Nlink, b.Mode)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, "sub/b"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Errorf("duplicate's content through the kernel: %d bytes, %v", len(got), err)
+	}
+}
+
+func fileSize(t testing.TB, p string) int64 {
+	fi, err := os.Stat(p)
+	must(t, err)
+	return fi.Size()
+}
+
+// TestBoundedMemory streams a 256 MiB file from a generator: the heap must stay far below
+// the file's size (no copy of the input, a bounded number of blocks in flight).
+func TestBoundedMemory(t *testing.T) {
+	const size = 256 << 20
+	tree := NewTree()
+	must(t, tree.Add(Entry{Path: "big", Mode: 0o644, Size: size, Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(io.LimitReader(&counter{}, size)), nil
+	}}))
+	runtime.GC()
+	var peak atomic.Uint64
+	done := make(chan struct{})
+	go func() {
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+				runtime.ReadMemStats(&ms)
+				if ms.HeapInuse > peak.Load() {
+					peak.Store(ms.HeapInuse)
+				}
+			}
+		}
+	}()
+	n, err := Write(discard{}, tree, Options{Compression: LZ4, Workers: 4})
+	close(done)
+	must(t, err)
+	t.Logf("heap in use peaked at %.1f MiB", float64(peak.Load())/(1<<20))
+	if p := peak.Load(); p > 24<<20 {
+		t.Errorf("heap in use peaked at %d MiB writing a %d MiB file (image %d bytes)", p>>20, size>>20, n)
+	}
+}
+
+// counter yields a cheap, compressible, non-repeating byte stream.
+type counter struct{ n uint64 }
+
+func (c *counter) Read(b []byte) (int, error) {
+	for k := range b {
+		b[k] = byte(c.n>>3) ^ byte(c.n>>13)
+		c.n++
+	}
+	return len(b), nil
 }
