@@ -338,7 +338,7 @@ func flashed(t *testing.T, imgSize, diskSize int64, stale bool) string {
 		img := filepath.Join(tmplDir, fmt.Sprint("flash", imgSize))
 		os.WriteFile(img, nil, 0o644)
 		os.Truncate(img, imgSize)
-		run(t, "sgdisk", "-n", "1:2048:+8M", "-t", "1:EF00", "-c", "1:boot", "-n", "2:0:+8M", "-c", "2:nix-store_v0", img)
+		run(t, "sgdisk", "-n", "1:2048:+2M", "-t", "1:EF00", "-c", "1:boot", "-n", "2:0:+2M", "-c", "2:nix-store_v0", img)
 		return img
 	})
 	b, err := os.ReadFile(img)
@@ -360,9 +360,9 @@ func TestFlashedImage(t *testing.T) {
 	testutil.Need(t, "sgdisk", "sfdisk")
 	for _, stale := range []bool{false, true} {
 		t.Run(fmt.Sprint("stale=", stale), func(t *testing.T) {
-			disk := flashed(t, 24*MiB, 64*MiB, stale)
+			disk := flashed(t, 8*MiB, 24*MiB, stale)
 			tab := readFile(t, disk)
-			if !tab.Status.PrimaryValid || !tab.Status.BackupValid || tab.Status.BackupLBA != 24*MiB/512-1 {
+			if !tab.Status.PrimaryValid || !tab.Status.BackupValid || tab.Status.BackupLBA != 8*MiB/512-1 {
 				t.Fatalf("status %+v", tab.Status)
 			}
 			if len(tab.Status.Problems) != 1 || (stale != strings.Contains(tab.Status.Problems[0], "stale")) {
@@ -374,10 +374,10 @@ func TestFlashedImage(t *testing.T) {
 			// Damage the primary: the backup at the image's end must win over the stale one.
 			corrupt(t, disk, 512+50)
 			bk := readFile(t, disk)
-			if !bk.Status.FromBackup || bk.Status.BackupLBA != 24*MiB/512-1 || bk.Partitions[1].Name != "nix-store_v0" {
+			if !bk.Status.FromBackup || bk.Status.BackupLBA != 8*MiB/512-1 || bk.Partitions[1].Name != "nix-store_v0" {
 				t.Fatalf("from backup: %+v", bk)
 			}
-			if err := bk.Resize(64 * MiB); err != nil {
+			if err := bk.Resize(24 * MiB); err != nil {
 				t.Fatal(err)
 			}
 			writeFile(t, disk, bk)
@@ -392,14 +392,14 @@ func TestFlashedImage(t *testing.T) {
 func TestCrash(t *testing.T) {
 	testutil.Need(t, "sgdisk", "sfdisk")
 	for _, stale := range []bool{false, true} {
-		base := flashed(t, 24*MiB, 48*MiB, stale)
+		base := flashed(t, 8*MiB, 16*MiB, stale)
 		oldT := readFile(t, base)
 		newT := oldT.Clone()
-		if err := newT.Resize(48 * MiB); err != nil {
+		if err := newT.Resize(16 * MiB); err != nil {
 			t.Fatal(err)
 		}
 		newT.Partitions = append(newT.Partitions, Partition{Index: 3, Type: TypeLinuxGeneric, UUID: uuid.New(),
-			FirstLBA: 40 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
+			FirstLBA: 10 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
 		newT.Partitions[0].Name = "ESP" // a relabel, as sysupdate does
 
 		// The uncut result.
@@ -532,7 +532,7 @@ func TestSector4096(t *testing.T) {
 // damaged: the backup, then the only valid copy, must survive until the new primary is whole.
 func TestCrashDamagedPrimary(t *testing.T) {
 	testutil.Need(t, "sgdisk", "sfdisk")
-	base := flashed(t, 48*MiB, 48*MiB, false) // backup already at the end
+	base := flashed(t, 16*MiB, 16*MiB, false) // backup already at the end
 	corrupt(t, base, 512+70)
 	oldT := readFile(t, base)
 	if oldT.Status.PrimaryValid {
@@ -540,7 +540,7 @@ func TestCrashDamagedPrimary(t *testing.T) {
 	}
 	newT := oldT.Clone()
 	newT.Partitions = append(newT.Partitions, Partition{Index: 3, Type: TypeLinuxGeneric, UUID: uuid.New(),
-		FirstLBA: 40 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
+		FirstLBA: 10 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
 	ref := filepath.Join(t.TempDir(), "ref.img")
 	copySparse(t, base, ref)
 	cw, size := openCounting(t, ref, -1)
