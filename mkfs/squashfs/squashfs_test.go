@@ -2,6 +2,7 @@ package squashfs
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -151,6 +152,7 @@ func TestRoundTripEveryCompression(t *testing.T) {
 	}{
 		{"zstd", Options{Compression: Zstd, BlockSize: 4096}},
 		{"zstd-128K", Options{}},
+		{"zstd-1M-level22", Options{BlockSize: 1 << 20, Level: 22}},
 		{"xz", Options{Compression: XZ, BlockSize: 4096}},
 		{"gzip", Options{Compression: Gzip, BlockSize: 4096}},
 		{"lz4", Options{Compression: LZ4, BlockSize: 4096}},
@@ -581,4 +583,67 @@ func (c *counter) Read(b []byte) (int, error) {
 		c.n++
 	}
 	return len(b), nil
+}
+
+// TestHugeSparseFile: a 5 GiB file (holes but for its last bytes) needs the extended
+// regular inode; the kernel must read its end and its holes.
+func TestHugeSparseFile(t *testing.T) {
+	const size = 5<<30 + 12345
+	tail := []byte("the end of a 5 GiB file")
+	tree := NewTree()
+	must(t, tree.Add(Entry{Path: "huge", Mode: 0o644, Size: size, Open: func() (io.ReadCloser, error) {
+		return io.NopCloser(io.MultiReader(io.LimitReader(zeros{}, size-int64(len(tail))), bytes.NewReader(tail))), nil
+	}}))
+	img, _ := writeImage(t, tree, Options{})
+	if fi, _ := os.Stat(img); fi.Size() > 1<<20 {
+		t.Errorf("image of a sparse file takes %d bytes", fi.Size())
+	}
+	mnt := kernelMount(t, img)
+	f, err := os.Open(filepath.Join(mnt, "huge"))
+	must(t, err)
+	defer f.Close()
+	fi, err := f.Stat()
+	must(t, err)
+	if fi.Size() != size {
+		t.Fatalf("size %d, want %d", fi.Size(), size)
+	}
+	got := make([]byte, len(tail)+10)
+	_, err = f.ReadAt(got, size-int64(len(got)))
+	must(t, err)
+	if want := append(make([]byte, 10), tail...); !bytes.Equal(got, want) {
+		t.Errorf("end of file: %q", got)
+	}
+	hole := make([]byte, 1<<20)
+	_, err = f.ReadAt(hole, 3<<30)
+	must(t, err)
+	if !allZero(hole) {
+		t.Error("a hole reads as non-zero")
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(b []byte) (int, error) {
+	clear(b)
+	return len(b), nil
+}
+
+// TestZstdFrames: the kernel sizes its zstd window by the block size, so frames must be
+// single-segment (window = content size), without checksum.
+func TestZstdFrames(t *testing.T) {
+	for _, level := range []int{1, 3, 9, 15, 22} {
+		cd, err := newCodec(Zstd, level, 128<<10)
+		must(t, err)
+		c, err := cd.new()
+		must(t, err)
+		out, err := c.compress(nil, compressible(128<<10, 1))
+		must(t, err)
+		if binary.LittleEndian.Uint32(out) != 0xfd2fb528 {
+			t.Fatalf("level %d: no zstd frame", level)
+		}
+		fhd := out[4]
+		if fhd&0x20 == 0 || fhd&0x04 != 0 {
+			t.Errorf("level %d: frame header descriptor %08b: want single segment (window = content size), no checksum", level, fhd)
+		}
+	}
 }
