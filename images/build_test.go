@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/internal/testutil"
 	"github.com/piboot/piboot/uki"
@@ -115,7 +116,7 @@ func TestBuildDemo(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
 	c := testConfig(t, initrd, store, Override{"Firmware", "RPi4UEFI", fw})
 	out1, out2 := filepath.Join(tmp, "out1"), filepath.Join(tmp, "out2")
-	res, err := Build(c, Options{OutDir: out1})
+	res, err := Build(c, Options{OutDir: out1, ZstdLevel: zstd.SpeedFastest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +253,7 @@ func TestBuildDemo(t *testing.T) {
 	}
 
 	// A second build of the same inputs: the same bytes for every output.
-	if _, err := Build(c, Options{OutDir: out2}); err != nil {
+	if _, err := Build(c, Options{OutDir: out2, ZstdLevel: zstd.SpeedFastest}); err != nil {
 		t.Fatal(err)
 	}
 	h1, h2 := hashTree(t, out1), hashTree(t, out2)
