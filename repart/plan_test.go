@@ -166,6 +166,26 @@ func TestPlanPure(t *testing.T) {
 					t.Fatalf("%v", err)
 				}
 			}},
+		// Checked with systemd-repart 252 --dry-run=no (its --dry-run=yes opens the disk
+		// read-only, so libfdisk does not move the backup and it sees only 6.9M free).
+		{"Format=ext4 fits in 13 MiB", 720 * MiB, 726 * MiB, []string{"[Partition]\nType=root\nFormat=ext4\n"},
+			func(t *testing.T, l *Layout, err error) {
+				if err != nil || l.Partitions[0].Size != 13*MiB-20*1024 {
+					t.Fatalf("%v %+v", err, l)
+				}
+			}},
+		{"Format=xfs needs 14 MiB", 720 * MiB, 726 * MiB, []string{"[Partition]\nType=root\nFormat=xfs\n"},
+			func(t *testing.T, l *Layout, err error) {
+				if err == nil || !strings.Contains(err.Error(), "(14.0M)") {
+					t.Fatalf("%v", err)
+				}
+			}},
+		{"Format=btrfs needs 256 MiB", 720 * MiB, 736 * MiB, []string{"[Partition]\nType=root\nFormat=btrfs\n"},
+			func(t *testing.T, l *Layout, err error) {
+				if err == nil || !strings.Contains(err.Error(), "256.0M") {
+					t.Fatalf("%v", err)
+				}
+			}},
 		{"UUID= and UUID=null", 1000 * MiB, 2000 * MiB, []string{"[Partition]\nType=home\nUUID=0123456789abcdef0123456789abcdef\n", "[Partition]\nType=srv\nUUID=null\n"},
 			func(t *testing.T, l *Layout, err error) {
 				if err != nil || l.Partitions[0].UUID.String() != "01234567-89ab-cdef-0123-456789abcdef" || l.Partitions[1].UUID != uuid.Nil {
