@@ -68,10 +68,11 @@ func mountErr(t *testing.T, dev string) (string, error) {
 	return mnt, nil
 }
 
-// exercise mounts dev, writes files, clones one with FICLONE, unmounts and checks with
+// exercise checks dev with xfs_repair -n, mounts it, writes files, clones one with FICLONE, unmounts and checks with
 // xfs_repair -n: the filesystem must be fully usable, not merely pass an offline check.
 func exercise(t *testing.T, dev string) {
 	t.Helper()
+	run(t, "xfs_repair", "-n", dev)
 	mnt, err := mountErr(t, dev)
 	if err != nil {
 		t.Fatal(err)
