@@ -19,7 +19,7 @@ func runRepart(args []string) int {
 	defs := fs.String("definitions", "/etc/repart.d", "directory of repart.d `files` (*.conf)")
 	dryRun := new(yesNo)
 	fs.Var(dryRun, "dry-run", "print the plan, write nothing (also --dry-run=yes|no)")
-	seedFlag := fs.String("seed", "", "`UUID` seeding partition UUIDs (default: /etc/machine-id, else the disk GUID)")
+	seedFlag := fs.String("seed", "", "`UUID` seeding partition UUIDs, or random (default: /etc/machine-id, else the disk GUID)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
 	arch := fs.String("architecture", gpt.NormalizeArch(runtime.GOARCH), "architecture for Type=root/usr (arm64, x86-64, ...)")
 	machineID := fs.String("machine-id", "/etc/machine-id", "machine ID `file` for the default seed")
