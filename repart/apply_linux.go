@@ -95,3 +95,11 @@ func DeviceSize(f *os.File) (size int64, sectorSize int, err error) {
 	}
 	return int64(sz), ss, nil
 }
+
+func lock(f *os.File, exclusive bool) error {
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	return unix.Flock(int(f.Fd()), how)
+}

@@ -45,6 +45,11 @@ func Run(o Options) (*Layout, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// Like systemd-repart: an exclusive BSD lock keeps udev from probing the disk while the
+	// table changes under it.
+	if err := lock(f, !o.DryRun); err != nil {
+		return nil, fmt.Errorf("%s: lock: %w", o.Target, err)
+	}
 	size, ss, err := DeviceSize(f)
 	if err != nil {
 		return nil, err

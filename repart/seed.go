@@ -9,10 +9,13 @@ import (
 	"github.com/piboot/piboot/gpt"
 )
 
-// Seed picks the seed for partition UUIDs: flag (a UUID, e.g. from --seed) if not empty, else
+// Seed picks the seed for partition UUIDs: flag (a UUID, e.g. from --seed, or "random") if not empty, else
 // the machine ID in machineIDPath if that file holds one, else the disk's GUID, so that a
 // card without a machine ID still gets the same UUIDs on every attempt. It also says which.
 func Seed(flag, machineIDPath string, t *gpt.Table) (uuid.UUID, string, error) {
+	if flag == "random" {
+		return uuid.New(), "random", nil
+	}
 	if flag != "" {
 		u, err := parseID128(flag)
 		if err != nil {
