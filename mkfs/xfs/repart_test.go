@@ -17,14 +17,15 @@ import (
 
 // TestRepartFormatXFS runs the same Format=xfs definition through systemd-repart 252 (which
 // calls mkfs.xfs) and through repart.Apply with mkfs.ForRepart, and compares the new
-// partitions' filesystems byte for byte (inode timestamps aside).
+// partitions' filesystems byte for byte (inode timestamps aside). The label is longer than
+// XFS allows: both must cut it to the same 12 bytes without splitting a character.
 func TestRepartFormatXFS(t *testing.T) {
 	testutil.NeedRoot(t) // systemd-repart formats through a loop device
 	testutil.Need(t, "systemd-repart", "sgdisk", "mkfs.xfs", "xfs_repair")
 	dir := t.TempDir()
 	defs := filepath.Join(dir, "repart.d")
 	os.Mkdir(defs, 0o755)
-	if err := os.WriteFile(filepath.Join(defs, "50-root.conf"), []byte("[Partition]\nType=root\nFormat=xfs\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(defs, "50-root.conf"), []byte("[Partition]\nType=root\nFormat=xfs\nLabel=äverylonglabel123\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	const size = 3<<30 + 5<<20 // not a power of two: AG size is not either
