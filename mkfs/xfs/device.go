@@ -240,8 +240,9 @@ func (d *device) oldSecondaries() ([]int64, error) {
 		return nil, nil
 	}
 	bsize, agblocks, agcount := int64(be.Uint32(sb[4:])), int64(be.Uint32(sb[84:])), int64(be.Uint32(sb[88:]))
-	if bsize < 512 || bsize > 65536 || bsize&(bsize-1) != 0 || agblocks == 0 || agcount > 1<<20 {
-		return nil, nil // not a superblock we can trust
+	// XFS AGs are at least 16 MiB: anything else is not a superblock we can trust.
+	if bsize < 512 || bsize > 65536 || bsize&(bsize-1) != 0 || agblocks*bsize < 16<<20 || agcount > 1<<20 {
+		return nil, nil
 	}
 	var offs []int64
 	for ag := int64(1); ag < agcount; ag++ {
