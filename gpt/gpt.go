@@ -347,6 +347,11 @@ func readSS(r io.ReaderAt, size int64, ss int) (*Table, error) {
 		return nil, fmt.Errorf("read protective MBR: %w", err)
 	}
 	st.MBRValid = isProtective(mbr)
+	if !st.MBRValid && hasDOSPartitions(mbr) {
+		// A DOS-partitioned disk with a leftover GPT: the kernel and libfdisk treat it as
+		// DOS, and so do we, so that nothing writes a GPT over its partitions.
+		return nil, fmt.Errorf("%w: the MBR holds a DOS partition table (no 0xEE protective entry)", ErrNoGPT)
+	}
 	if !st.MBRValid {
 		st.Problems = append(st.Problems, "protective MBR missing (no 0x55AA signature or no 0xEE partition)")
 	}
@@ -510,6 +515,18 @@ func isProtective(mbr []byte) bool {
 	}
 	for i := 0; i < 4; i++ {
 		if mbr[446+16*i+4] == 0xEE {
+			return true
+		}
+	}
+	return false
+}
+
+func hasDOSPartitions(mbr []byte) bool {
+	if mbr[510] != 0x55 || mbr[511] != 0xAA {
+		return false
+	}
+	for i := 0; i < 4; i++ {
+		if t := mbr[446+16*i+4]; t != 0 && t != 0xEE {
 			return true
 		}
 	}

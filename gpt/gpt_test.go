@@ -570,3 +570,39 @@ func TestCrashDamagedPrimary(t *testing.T) {
 		}
 	}
 }
+
+// TestOddEntryArray: 248 entries (sgdisk --resize-table), i.e. an entry array that is not
+// 16 KiB and a first usable LBA that is not 34.
+func TestOddEntryArray(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	img := sparse(t, 32*MiB)
+	run(t, "sgdisk", "--resize-table=248", "-n", "1:2048:+4M", "-c", "1:one", img)
+	tab := readFile(t, img)
+	if tab.EntryCount != 248 || tab.FirstUsableLBA != 64 || len(tab.Partitions) != 1 {
+		t.Fatalf("read %+v", tab)
+	}
+	tab.Partitions = append(tab.Partitions, Partition{Index: 200, Type: TypeSrv, UUID: uuid.New(),
+		FirstLBA: 20480, LastLBA: 40959, Name: "srv"})
+	writeFile(t, img, tab)
+	sgdiskVerify(t, img)
+	compare(t, img, tab)
+}
+
+// TestDOSDiskRefused: a disk with a DOS partition table and a leftover GPT is not a GPT disk.
+func TestDOSDiskRefused(t *testing.T) {
+	testutil.Need(t, "sgdisk", "sfdisk")
+	img := sparse(t, 32*MiB)
+	run(t, "sgdisk", "-n", "1:2048:+4M", img)
+	// A DOS table over it, as an old tool would write one, keeping the GPT sectors.
+	f, _ := os.OpenFile(img, os.O_RDWR, 0)
+	mbr := make([]byte, 512)
+	f.ReadAt(mbr, 0)
+	copy(mbr[446:462], []byte{0x80, 0, 0, 0, 0x0c, 0, 0, 0, 0x00, 0x08, 0, 0, 0x00, 0x00, 0x01, 0})
+	f.WriteAt(mbr, 0)
+	f.Close()
+	f, _ = os.Open(img)
+	defer f.Close()
+	if _, err := Read(f, 32*MiB, 0); !errors.Is(err, ErrNoGPT) || !strings.Contains(err.Error(), "DOS") {
+		t.Fatalf("Read of a DOS disk: %v", err)
+	}
+}
