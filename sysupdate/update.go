@@ -301,6 +301,8 @@ type VersionInfo struct {
 	Partial   bool // some target holds a partial or pending instance of it
 	Booted    bool
 	Protected bool
+	// Bad: a boot-counted entry with no tries left (systemd-boot skips it).
+	Bad bool
 }
 
 // List combines what the sources offer (if reachable; av may be nil) and what is installed,
@@ -332,6 +334,9 @@ func (u *Updater) List(av *Available) ([]VersionInfo, error) {
 			if in.State != Installed {
 				get(in.Version).Partial = true
 				continue
+			}
+			if in.Props.TriesLeft != nil && *in.Props.TriesLeft == 0 {
+				get(in.Version).Bad = true
 			}
 			if !seen[in.Version] {
 				seen[in.Version] = true

@@ -296,6 +296,12 @@ func TestUpdateEndToEnd(t *testing.T) {
 	if p := sf.PartitionTable.Partitions; len(p) != 4 || p[2].Name != "nix-store_v1" || p[2].Type != "0FC63DAF-8483-4772-8E79-3D69D8477DE4" {
 		t.Fatalf("sfdisk sees %+v", p)
 	}
+	// systemd-boot's count reaching zero shows as bad.
+	os.Rename(filepath.Join(f.esp, "EFI/Linux/piboot_v1+3-0.efi"), filepath.Join(f.esp, "EFI/Linux/piboot_v1+0-3.efi"))
+	if list, _ := u.List(nil); len(list) != 2 || !list[0].Bad || list[1].Bad {
+		t.Fatalf("List with v1 out of tries: %+v", list)
+	}
+	os.Rename(filepath.Join(f.esp, "EFI/Linux/piboot_v1+0-3.efi"), filepath.Join(f.esp, "EFI/Linux/piboot_v1+3-0.efi"))
 	if again, err := u.Update(ctx, ""); err != nil || again != "" {
 		t.Fatalf("second Update = %q, %v; want up to date", again, err)
 	}

@@ -86,7 +86,7 @@ func runUpdate(args []string) int {
 			for _, f := range []struct {
 				on   bool
 				name string
-			}{{vi.Booted, "booted"}, {vi.Installed, "installed"}, {vi.Partial, "partial"}, {vi.Available, "available"}, {vi.Protected, "protected"}} {
+			}{{vi.Booted, "booted"}, {vi.Installed, "installed"}, {vi.Bad, "bad (no boot tries left)"}, {vi.Partial, "partial"}, {vi.Available, "available"}, {vi.Protected, "protected"}} {
 				if f.on {
 					st = append(st, f.name)
 				}
