@@ -101,15 +101,14 @@ type part struct {
 	paddingArea, allocatedTo                 *area
 	copyBlocksSize                           uint64
 
-	curUUID, newUUID    uuid.UUID
-	newUUIDSet          bool
-	curLabel, newLabel  string
-	newLabelSet         bool
-	format              string
-	flags               uint64
-	noAuto, ro, growfs  Tristate
-	existing            *gpt.Partition
-	label, uuidExplicit bool
+	curUUID, newUUID   uuid.UUID
+	newUUIDSet         bool
+	curLabel, newLabel string
+	newLabelSet        bool
+	format             string
+	flags              uint64
+	noAuto, ro, growfs Tristate
+	existing           *gpt.Partition
 }
 
 type area struct {
