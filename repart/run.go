@@ -62,7 +62,7 @@ func Run(o Options) (*Layout, error) {
 		return nil, fmt.Errorf("%s: %w", o.Target, err)
 	}
 	for _, p := range t.Status.Problems {
-		fmt.Fprintf(errw, "%s: %s\n", o.Target, p)
+		fmt.Fprintf(errw, "%s: note: %s\n", o.Target, p)
 	}
 	seed, _, err := Seed(o.Seed, o.MachineID, t)
 	if err != nil {
