@@ -494,3 +494,37 @@ func TestDifferential4K(t *testing.T) {
 	}
 	t.Logf("16 cases with 4096-byte sectors, %d applied identically, the rest refused by both", same)
 }
+
+// TestFlagsLowBits252 documents the one place where we do not follow systemd-repart 252: it
+// passes Flags= to libfdisk as bit numbers ("0,59"), and libfdisk accepts plain numbers only
+// for bits 48-63, so with any of bits 0-47 set the partition gets no attribute bits at all.
+// repart.d(5) says Flags= is "the 64bit GPT partition flags field to set", so we set them.
+func TestFlagsLowBits252(t *testing.T) {
+	testutil.Need(t, "systemd-repart", "sfdisk")
+	r := rand.New(rand.NewSource(1))
+	c := genCase(r, 512)
+	c.table.Partitions = nil
+	c.defs = map[string]string{"10-var.conf": "[Partition]\nType=var\nFlags=5\n"}
+	img, ours, defs, err := c.materialize(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("systemd-repart", "--dry-run=no", "--discard=no", "--no-pager", "--json=short",
+		"--seed="+c.seed.String(), "--definitions="+defs, img).CombinedOutput(); err != nil {
+		t.Fatalf("systemd-repart: %v\n%s", err, out)
+	}
+	if err := runOurs(ours, defs, c.seed); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := dumpTable(img)
+	got, _ := dumpTable(ours)
+	if !strings.Contains(want, `attrs=""`) {
+		t.Errorf("systemd-repart 252 kept some attributes (fixed?):\n%s", want)
+	}
+	if !strings.Contains(got, `attrs="RequiredPartition LegacyBIOSBootable GUID:59"`) {
+		t.Errorf("ours:\n%s", got)
+	}
+	if strings.ReplaceAll(want, `attrs=""`, "") != strings.ReplaceAll(got, `attrs="RequiredPartition LegacyBIOSBootable GUID:59"`, "") {
+		t.Errorf("tables differ beyond the attributes:\nsystemd-repart:\n%s\nours:\n%s", want, got)
+	}
+}
