@@ -569,7 +569,7 @@ func TestBoundedMemory(t *testing.T) {
 	close(done)
 	must(t, err)
 	t.Logf("heap in use peaked at %.1f MiB", float64(peak.Load())/(1<<20))
-	if p := peak.Load(); p > 24<<20 {
+	if p := peak.Load(); p > 48<<20 {
 		t.Errorf("heap in use peaked at %d MiB writing a %d MiB file (image %d bytes)", p>>20, size>>20, n)
 	}
 }

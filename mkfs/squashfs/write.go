@@ -306,7 +306,7 @@ type job struct {
 }
 
 // writeData streams every file's blocks through the compressors and writes them in file
-// order. At most about 3×Workers blocks are in memory at a time.
+// order. A bounded number of blocks (see inflight) is in memory at a time.
 func (wr *writer) writeData() error {
 	files, err := wr.dataFiles()
 	if err != nil {
@@ -314,7 +314,9 @@ func (wr *writer) writeData() error {
 	}
 	bs := wr.bs
 	pool := sync.Pool{New: func() any { return make([]byte, 0, bs) }}
-	inflight := 2*wr.opts.Workers + 2
+	// Enough blocks in flight (8 MiB) that compressors keep busy through the reader's and
+	// writer's scheduling delays on a loaded machine, and never fewer than two per worker.
+	inflight := max(2*wr.opts.Workers+2, min(256, 8<<20/bs))
 	work := make(chan *job, inflight)
 	ordered := make(chan *job, inflight)
 	var stop atomic.Bool
