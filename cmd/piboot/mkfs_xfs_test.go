@@ -23,16 +23,22 @@ func TestMkfsXFS(t *testing.T) {
 	if err != nil || string(out) != "label = \"data\"\nUUID = d5a2e0c4-1b6f-4c3e-9a7d-2f8e1c0b9a77\n" {
 		t.Fatalf("xfs_db: %v %q", err, out)
 	}
-	// Formatting again (same size, no --size) works; a smaller --size is refused.
-	if rc := mkfsXFS([]string{img}); rc != 0 {
+	// Formatting again needs --force (flags may follow TARGET); a smaller --size is refused.
+	if rc := mkfsXFS([]string{img}); rc != 1 {
+		t.Fatalf("reformat without --force: exit %d, want 1", rc)
+	}
+	if rc := mkfsXFS([]string{img, "--force", "--label", "again"}); rc != 0 {
 		t.Fatalf("reformat: exit %d", rc)
+	}
+	if rc := mkfsXFS([]string{"--dry-run", "--size", "2T", filepath.Join(dir, "none")}); rc != 0 {
+		t.Fatalf("dry run: exit %d", rc)
 	}
 	for _, args := range [][]string{
 		{"--size", "100M", img},                         // would shrink
 		{filepath.Join(dir, "missing")},                 // no --size
 		{"--size", "200M", filepath.Join(dir, "small")}, // below 300 MiB
 		{"--uuid", "nope", img},
-		{"--label", "much-too-long", img},
+		{"--force", "--label", "much-too-long", img},
 		{"--size", "12X", filepath.Join(dir, "y")},
 	} {
 		if rc := mkfsXFS(args); rc != 1 {
@@ -42,7 +48,7 @@ func TestMkfsXFS(t *testing.T) {
 	if st, err := os.Stat(img); err != nil || st.Size() != 400<<20 {
 		t.Errorf("image changed size: %v %v", st, err)
 	}
-	for _, p := range []string{"missing", "small", "y"} {
+	for _, p := range []string{"missing", "small", "y", "none"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
 			t.Errorf("a failed run left %s behind", p)
 		}
@@ -85,7 +91,7 @@ func TestMkfsXFSBlockDevice(t *testing.T) {
 	if rc != 1 {
 		t.Fatalf("formatting a mounted device: exit %d, want 1", rc)
 	}
-	if rc := mkfsXFS([]string{"--label", "again", dev}); rc != 0 {
+	if rc := mkfsXFS([]string{"--force", "--label", "again", dev}); rc != 0 {
 		t.Fatalf("exit %d", rc)
 	}
 	if out, err := exec.Command("xfs_repair", "-n", dev).CombinedOutput(); err != nil {
