@@ -296,9 +296,12 @@ func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64) *cop
 
 // Read reads the GPT of a device or image of size bytes. sectorSize is the logical sector
 // size (512 or 4096); 0 probes both. A damaged copy is reported in Table.Status.Problems
-// and the table comes from the valid one. When both copies are valid but disagree (a write
-// was cut short), the copy that the writer writes later wins only if it is complete, so the
-// result is always the old or the new table, never a mixture.
+// and the table comes from the valid one: the primary if it is valid; otherwise the backup
+// whose entry CRC matches the entry array at the primary's place (the new table, when a
+// Write was cut between the primary's entries and its header), else the backup the primary
+// header names, else the one at the last LBA. With Write's order this gives the old table
+// until the first write to the primary and the new one from then on. A disk whose MBR holds
+// a DOS partition table is not a GPT disk. Errors wrap ErrNoGPT when no GPT is there at all.
 func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, error) {
 	sizes := []int{sectorSize}
 	if sectorSize == 0 {
