@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/initrd"
 	"github.com/piboot/piboot/internal/qemu"
@@ -74,7 +75,7 @@ func bootImages(t *testing.T) (dir string, out map[string]*Outputs) {
 			if bootErr != nil {
 				return
 			}
-			if bootOut[v], bootErr = Build(c, Options{OutDir: filepath.Join(bootDir, "out")}); bootErr != nil {
+			if bootOut[v], bootErr = Build(c, Options{OutDir: filepath.Join(bootDir, "out"), ZstdLevel: zstd.SpeedFastest}); bootErr != nil {
 				return
 			}
 		}
