@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -46,6 +47,10 @@ func (d *Disk) ByUUID(id uuid.UUID) (Part, bool) {
 	return Part{}, false
 }
 
+// ErrNotOurs is wrapped by FindBootDisk's error when the disk the firmware booted from
+// lacks the store label: waiting longer cannot help.
+var ErrNotOurs = errors.New("not touching it")
+
 // TableReader reads the partitions of a disk.
 type TableReader func(d BlockDev) ([]Part, error)
 
@@ -66,10 +71,13 @@ type Options struct {
 	// candidates keep priority over other labelled disks while some are still missing
 	// (default 2 s, at most Timeout); Poll is the rescan interval (default 20 ms).
 	Timeout, Settle, Poll time.Duration
-	ReadTable             TableReader // default: the GPT through /dev
-	Logf                  func(format string, args ...any)
-	now                   func() time.Time
-	sleep                 func(time.Duration)
+	// Start is when Timeout and Settle begin to count (default: now); a caller that was
+	// still loading drivers when it first looked passes the time they were all in.
+	Start     time.Time
+	ReadTable TableReader // default: the GPT through /dev
+	Logf      func(format string, args ...any)
+	now       func() time.Time
+	sleep     func(time.Duration)
 }
 
 // Found is the chosen boot disk.
@@ -136,8 +144,8 @@ func decide(disks []scanned, o *Options, elapsed time.Duration, final bool) (*Fo
 			}
 			if p, ok := d.ByUUID(o.LoaderPartUUID); ok {
 				if !labelled(d) {
-					return nil, fmt.Errorf("disk %s holds the loader's partition %s (%d, %q) but no partition labelled %q; not touching it",
-						d.Name, o.LoaderPartUUID, p.Index, p.Label, o.StoreLabel)
+					return nil, fmt.Errorf("disk %s holds the loader's partition %s (%d, %q) but no partition labelled %q; %w",
+						d.Name, o.LoaderPartUUID, p.Index, p.Label, o.StoreLabel, ErrNotOurs)
 				}
 				return &Found{Disk: d.Disk, How: "LoaderDevicePartUUID", Others: others(d.Name)}, nil
 			}
@@ -231,7 +239,10 @@ func FindBootDisk(o Options) (*Found, error) {
 	if o.sleep == nil {
 		o.sleep = time.Sleep
 	}
-	start := o.now()
+	start := o.Start
+	if start.IsZero() {
+		start = o.now()
+	}
 	cache := map[string][]Part{} // successful reads: a table does not change while we wait
 	seen := map[string]bool{}
 	for {

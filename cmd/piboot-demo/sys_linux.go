@@ -68,6 +68,11 @@ func powerOff() {
 	if os.Getpid() != 1 {
 		return
 	}
+	// A clean root filesystem for the next boot: no journal to replay, no fsck.
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		logf("error: remount / read-only: %v", err)
+	}
+	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		logf("error: power off: %v", err)
 	}

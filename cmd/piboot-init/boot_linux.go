@@ -74,9 +74,7 @@ func boot(attempt int) error {
 		}
 		logf("start", "/dev /proc /sys /run%s mounted", extra)
 	}
-	if err := loadModules(); err != nil {
-		return err
-	}
+	mods := startModules()
 	b, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return err
@@ -107,7 +105,19 @@ func boot(attempt int) error {
 	t0 := time.Now()
 	found, err := mount.FindBootDisk(opts)
 	if err != nil {
-		return err
+		// piboot.timeout counts from when the drivers are all in: if they were still
+		// loading, look again for what is left of the timeout after they are.
+		loading := !mods.finishedBefore(t0)
+		if merr := mods.wait(); merr != nil {
+			return merr
+		}
+		if loading && time.Since(mods.finished) < cfg.Timeout && !errors.Is(err, mount.ErrNotOurs) {
+			opts.Start = mods.finished
+			found, err = mount.FindBootDisk(opts)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	disk := found.Disk
 	devPath := "/dev/" + disk.Name
@@ -132,7 +142,10 @@ func boot(attempt int) error {
 		n := "/dev/" + mount.PartitionName("/sys", disk.Name, p.Index)
 		return n, mount.WaitDevice(n, 5*time.Second)
 	}
-	// Root.
+	// Root. The filesystems' modules must be in by now.
+	if err := mods.wait(); err != nil {
+		return err
+	}
 	rootPart, ok := disk.ByLabel(cfg.Root)
 	if !ok {
 		return fmt.Errorf("%s has no partition labelled %q (piboot.root=); partitions: %s", devPath, cfg.Root, strings.Join(disk.Labels(), ", "))

@@ -14,17 +14,57 @@ import (
 	"github.com/piboot/piboot/initrd"
 )
 
-// modulesDone is set once every module has been loaded: a retried boot skips the step.
-var modulesDone bool
+// moduleLoader loads the initramfs's modules in the background: disk discovery, which
+// waits for SD and USB devices to probe anyway, runs while the filesystem and network
+// modules load. Mounting waits for all of them.
+type moduleLoader struct {
+	done     chan struct{}
+	err      error     // set before done closes
+	finished time.Time // likewise
+}
+
+// finishedBefore reports whether loading had ended by t.
+func (m *moduleLoader) finishedBefore(t time.Time) bool {
+	select {
+	case <-m.done:
+		return !m.finished.After(t)
+	default:
+		return false
+	}
+}
+
+var modules *moduleLoader
+
+// startModules starts loading once per boot of the machine (a retried attempt reuses it).
+func startModules() *moduleLoader {
+	if modules != nil {
+		return modules
+	}
+	modules = &moduleLoader{done: make(chan struct{})}
+	go func() {
+		defer close(modules.done)
+		defer func() { modules.finished = time.Now() }()
+		defer func() {
+			if r := recover(); r != nil {
+				modules.err = fmt.Errorf("modules: internal error: %v", r)
+			}
+		}()
+		modules.err = loadModules()
+	}()
+	return modules
+}
+
+// wait blocks until every module was tried.
+func (m *moduleLoader) wait() error {
+	<-m.done
+	return m.err
+}
 
 // loadModules loads the modules listed in the initramfs's load list, in its order
 // (dependencies first, as initrd.Build resolved them). A module that fails to load is
 // reported and skipped: the disk may still be found without it, and if not, the error
-// about the missing disk follows.
+// about the missing disk or filesystem follows.
 func loadModules() error {
-	if modulesDone {
-		return nil
-	}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return err
@@ -39,7 +79,6 @@ func loadModules() error {
 			return fmt.Errorf("modules: this initramfs holds modules for %s, but the kernel is %s", filepath.Base(filepath.Dir(others[0])), release)
 		}
 		logf("modules", "none in this initramfs")
-		modulesDone = true
 		return nil
 	}
 	if err != nil {
@@ -70,7 +109,6 @@ func loadModules() error {
 		return fmt.Errorf("%s: %w", list, err)
 	}
 	logf("modules", "loaded %d in %d ms (%d not needed here, %d failed)", n, time.Since(t0).Milliseconds(), skipped, failed)
-	modulesDone = true
 	return nil
 }
 

@@ -35,7 +35,7 @@ const (
 )
 
 // boot starts QEMU with the cards as SD cards mmcblk0, mmcblk1, ...
-func boot(t *testing.T, a Artifacts, extra string, cards ...string) *qemu.VM {
+func boot(t testing.TB, a Artifacts, extra string, cards ...string) *qemu.VM {
 	t.Helper()
 	var disks []qemu.Disk
 	for _, c := range cards {
@@ -45,7 +45,7 @@ func boot(t *testing.T, a Artifacts, extra string, cards ...string) *qemu.VM {
 }
 
 // hashRange hashes [off, off+n) of a file.
-func hashRange(t *testing.T, path string, off, n int64) string {
+func hashRange(t testing.TB, path string, off, n int64) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -61,14 +61,14 @@ func hashRange(t *testing.T, path string, off, n int64) string {
 
 // untouched hashes what first boot must not change: the gap before partition 1 and
 // partitions 1-3.
-func untouched(t *testing.T, card string) string {
+func untouched(t testing.TB, card string) string {
 	return "gap " + hashRange(t, card, 34*512, espStart-34*512) +
 		" esp " + hashRange(t, card, espStart, espSize) +
 		" store " + hashRange(t, card, espStart+espSize, partSize) +
 		" empty " + hashRange(t, card, espStart+espSize+partSize, partSize)
 }
 
-func readTable(t *testing.T, card string) *gpt.Table {
+func readTable(t testing.TB, card string) *gpt.Table {
 	t.Helper()
 	f, err := os.Open(card)
 	if err != nil {
@@ -83,7 +83,7 @@ func readTable(t *testing.T, card string) *gpt.Table {
 	return tab
 }
 
-func sgdiskClean(t *testing.T, card string) {
+func sgdiskClean(t testing.TB, card string) {
 	t.Helper()
 	out, err := exec.Command("sgdisk", "-v", card).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "No problems found") {
@@ -92,7 +92,7 @@ func sgdiskClean(t *testing.T, card string) {
 }
 
 // e2fsckClean checks partition p of card through a read-only loop device.
-func e2fsckClean(t *testing.T, card string, p gpt.Partition) {
+func e2fsckClean(t testing.TB, card string, p gpt.Partition) {
 	t.Helper()
 	testutil.NeedRoot(t)
 	out, err := exec.Command("losetup", "-f", "--show", "-r", "-o", strconv.FormatUint(p.FirstLBA*512, 10),
@@ -116,7 +116,7 @@ func demoRE(dev string, boots int) string {
 
 // FirstAndSecondBoot boots a fresh 32 GiB card twice and returns the switch_root
 // figures (ms) and the module loading time of each boot.
-func firstAndSecondBoot(t *testing.T, a Artifacts, check bool) (first, second, modFirst, modSecond int) {
+func firstAndSecondBoot(t testing.TB, a Artifacts, check bool) (first, second, modFirst, modSecond int) {
 	dir := t.TempDir()
 	card := filepath.Join(dir, "card.img")
 	MakeCard(t, card, CardSpec{Size: 32 * gib}, a.Demo)
@@ -124,7 +124,6 @@ func firstAndSecondBoot(t *testing.T, a Artifacts, check bool) (first, second, m
 
 	vm := boot(t, a, "", card)
 	vm.WaitFor(`^piboot-init: disk: /dev/mmcblk0 \(piboot.disk=mmcblk0\)`, bootWait)
-	modFirst = atoi(t, vm.Log(), `piboot-init: modules: loaded \d+ in (\d+) ms`)
 	vm.WaitFor(`^piboot-init: repart: created /dev/mmcblk0p4 \("root", \d+ bytes, ext4\)`, bootWait)
 	vm.WaitFor(`^piboot-init: mount: /dev/mmcblk0p4 \(root, ext4\) on /$`, bootWait)
 	vm.WaitFor(`^piboot-init: mount: /dev/mmcblk0p2 \(nix-store_v0, squashfs, read-only\) on /nix/store$`, bootWait)
@@ -132,6 +131,7 @@ func firstAndSecondBoot(t *testing.T, a Artifacts, check bool) (first, second, m
 	first = atoi(t, vm.WaitFor(switchRE, bootWait)[1], `(\d+)`)
 	m := vm.WaitFor(demoRE("/dev/mmcblk0p4", 1), bootWait)
 	vm.Wait(bootWait)
+	modFirst = atoi(t, vm.Log(), `piboot-init: modules: loaded \d+ in (\d+) ms`)
 	rootsize, _ := strconv.ParseInt(m[1], 10, 64)
 	if check {
 		// The rest of the card after partition 3, less the backup GPT and alignment.
@@ -159,6 +159,9 @@ func firstAndSecondBoot(t *testing.T, a Artifacts, check bool) (first, second, m
 	modSecond = atoi(t, vm.Log(), `piboot-init: modules: loaded \d+ in (\d+) ms`)
 	vm.WaitFor(demoRE("/dev/mmcblk0p4", 2), bootWait)
 	vm.Wait(bootWait)
+	if os.Getenv("PIBOOT_E2E_TIMELINE") != "" {
+		t.Logf("second boot:\n%s", vm.TimedLog())
+	}
 	if check {
 		if hashRange(t, card, 0, 34*512) != gptPrimary || hashRange(t, card, 32*gib-33*512, 33*512) != gptBackup {
 			t.Error("second boot changed the GPT")
@@ -171,7 +174,7 @@ func firstAndSecondBoot(t *testing.T, a Artifacts, check bool) (first, second, m
 	return
 }
 
-func atoi(t *testing.T, s, re string) int {
+func atoi(t testing.TB, s, re string) int {
 	t.Helper()
 	m := regexp.MustCompile(re).FindStringSubmatch(s)
 	if m == nil {
@@ -189,7 +192,7 @@ func TestFirstAndSecondBoot(t *testing.T) {
 }
 
 // foreignCard writes a card with its own GPT and data that must survive our boot.
-func foreignCard(t *testing.T, path string, size int64) string {
+func foreignCard(t testing.TB, path string, size int64) string {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
@@ -239,7 +242,7 @@ func TestTwoCards(t *testing.T) {
 }
 
 // shellLs waits for the emergency shell, types `ls /dev` and checks the answer.
-func shellLs(t *testing.T, vm *qemu.VM, want string) {
+func shellLs(t testing.TB, vm *qemu.VM, want string) {
 	t.Helper()
 	vm.WaitFor(`^piboot-init: shell: starting /bin/gosh on /dev/ttyAMA0`, bootWait)
 	vm.WaitFor(`\$ $`, 60*time.Second)

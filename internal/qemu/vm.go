@@ -26,8 +26,9 @@ type VM struct {
 	start time.Time
 
 	mu     sync.Mutex
-	out    []byte // everything the console printed, \r removed
-	cursor int    // WaitFor searches from here; advanced past each match
+	out    []byte          // everything the console printed, \r removed
+	ends   []time.Duration // when each complete line of out arrived, since start
+	cursor int             // WaitFor searches from here; advanced past each match
 	exited bool
 	err    error // exit status once exited
 	change chan struct{}
@@ -115,15 +116,20 @@ func start(t testing.TB, bin string, args []string) (*VM, error) {
 	t.Cleanup(func() {
 		vm.Kill()
 		if t.Failed() {
-			t.Logf("qemu: console log (%s):\n%s", time.Since(vm.start).Round(time.Millisecond), vm.Log())
+			t.Logf("qemu: console log (%s):\n%s", time.Since(vm.start).Round(time.Millisecond), vm.TimedLog())
 		}
 	})
 	return vm, nil
 }
 
 func (vm *VM) append(b []byte) {
+	now := time.Since(vm.start)
 	vm.mu.Lock()
-	vm.out = append(vm.out, bytes.ReplaceAll(b, []byte("\r"), nil)...)
+	b = bytes.ReplaceAll(b, []byte("\r"), nil)
+	vm.out = append(vm.out, b...)
+	for i := bytes.Count(b, []byte("\n")); i > 0; i-- {
+		vm.ends = append(vm.ends, now)
+	}
 	vm.notifyLocked()
 	vm.mu.Unlock()
 }
@@ -139,6 +145,26 @@ func (vm *VM) Log() string {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	return string(vm.out)
+}
+
+// TimedLog returns the console output with the host time (since QEMU started) at which
+// each line arrived, to see where a boot spends its time.
+func (vm *VM) TimedLog() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	var b strings.Builder
+	lines := strings.SplitAfter(string(vm.out), "\n")
+	for i, l := range lines {
+		if l == "" {
+			continue
+		}
+		if i < len(vm.ends) {
+			fmt.Fprintf(&b, "[%8.3fs] %s", vm.ends[i].Seconds(), l)
+		} else {
+			fmt.Fprintf(&b, "[%9s] %s", "", l)
+		}
+	}
+	return b.String()
 }
 
 // Since returns the time since QEMU was started.
