@@ -14,7 +14,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/gpt"
-	"github.com/piboot/piboot/initrd"
 	"github.com/piboot/piboot/internal/qemu"
 	"github.com/piboot/piboot/internal/testutil"
 )
@@ -59,17 +58,13 @@ func bootImages(t *testing.T) (dir string, out map[string]*Outputs) {
 				return
 			}
 		}
-		ird := filepath.Join(bootDir, "initrd.cpio.zst")
-		if _, bootErr = initrd.BuildFile(ird, initrd.Config{
-			Init: filepath.Join(bootDir, "piboot-init"), ModuleTree: modules, Modules: initrd.DefaultModules["arm64"],
-		}); bootErr != nil {
-			return
-		}
 		conf, _ := filepath.Abs("demo/image.conf")
 		for _, v := range []string{"v0", "v1"} {
 			var c *Config
 			c, bootErr = LoadConfig(conf, []Override{
-				{"Image", "Version", v}, {"Kernel", "Initrd", ird}, {"Store", "Tree", store},
+				// The initramfs is built by piboot build itself, from [Initrd].
+				{"Image", "Version", v}, {"Initrd", "Init", filepath.Join(bootDir, "piboot-init")}, {"Initrd", "Modules", modules},
+				{"Store", "Tree", store},
 				{"Kernel", "CommandLine", "piboot.demo.poweroff"}, {"Boot", "LoaderConf", ""}, {"Boot", "LoaderConf", "timeout 0"},
 			})
 			if bootErr != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/firmware"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/initrd"
 	"github.com/piboot/piboot/mkfs/squashfs"
 	"github.com/piboot/piboot/mkfs/vfat"
 	"github.com/piboot/piboot/uki"
@@ -111,7 +112,12 @@ func readInputs(c *Config) (*inputs, error) {
 		}
 	}
 	read(&in.linux, "[Kernel] Linux", c.Linux)
-	read(&in.initrd, "[Kernel] Initrd", c.Initrd)
+	switch {
+	case c.Initrd != "":
+		read(&in.initrd, "[Kernel] Initrd", c.Initrd)
+	case err == nil:
+		in.initrd, err = c.buildInitrd()
+	}
 	read(&in.stub, "[Kernel] Stub", c.Stub)
 	read(&in.dtb, "[Kernel] DeviceTree", c.DTB)
 	read(&in.boot, "[Boot] SystemdBoot", c.SystemdBoot)
@@ -134,6 +140,44 @@ func readInputs(c *Config) (*inputs, error) {
 		return nil, err
 	}
 	return in, nil
+}
+
+// buildInitrd assembles the initramfs from the [Initrd] section: piboot-init as /init, the
+// kernel modules it needs, optionally the emergency shell, the first-boot repart.d.
+func (c *Config) buildInitrd() ([]byte, error) {
+	cfg := initrd.Config{Init: c.InitrdInit, ModuleTree: c.ModuleTree}
+	if c.ModuleTree != "" {
+		cfg.Modules = c.ModuleNames
+		if len(cfg.Modules) == 0 {
+			cfg.Modules = initrd.DefaultModules[c.Architecture]
+		}
+	}
+	if c.InitrdShell {
+		bb, err := initrd.Busybox(c.Architecture, initrd.ShellCommands, filepath.Join(CacheDir(), c.Architecture))
+		if err != nil {
+			return nil, fmt.Errorf("%s: [Initrd] Shell=yes: %w", c.File, err)
+		}
+		cfg.Busybox, cfg.BusyboxCommands = bb, initrd.ShellCommands
+	}
+	if c.InitrdRepartD != "" {
+		ents, err := filepath.Glob(filepath.Join(c.InitrdRepartD, "*.conf"))
+		if err != nil || len(ents) == 0 {
+			return nil, fmt.Errorf("%s: [Initrd] RepartD=%s: no *.conf files", c.File, c.InitrdRepartD)
+		}
+		cfg.RepartD = map[string][]byte{}
+		for _, e := range ents {
+			b, err := os.ReadFile(e)
+			if err != nil {
+				return nil, err
+			}
+			cfg.RepartD[filepath.Base(e)] = b
+		}
+	}
+	var b bytes.Buffer
+	if _, err := initrd.Build(&b, cfg); err != nil {
+		return nil, fmt.Errorf("%s: [Initrd]: %w", c.File, err)
+	}
+	return b.Bytes(), nil
 }
 
 // Cmdline returns the kernel command line: the configured one plus the store label and init.

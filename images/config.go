@@ -54,6 +54,13 @@ type Config struct {
 	// [Partitions]
 	Definitions string // build-time repart.d directory (default repart.d next to image.conf)
 
+	// [Initrd]: how to build the initramfs when [Kernel] Initrd= names none.
+	InitrdInit    string   // static piboot-init binary for Architecture (Init=)
+	ModuleTree    string   // kernel module tree, lib/modules/<version> (Modules=); empty: none
+	ModuleNames   []string // modules to include with their dependencies (Module=; default: initrd's set)
+	InitrdShell   bool     // include the u-root emergency shell (Shell=, default no)
+	InitrdRepartD string   // first-boot repart.d for /etc/repart.d (RepartD=; default: root.conf)
+
 	// [Update] (images/update.go)
 	Update UpdateConfig
 }
@@ -74,10 +81,11 @@ func GPTArch(arch string) string {
 }
 
 type key struct {
-	multi bool // may repeat; an empty assignment resets the list
-	path  bool // a file or directory, relative to image.conf's directory
-	set   func(c *Config, v string)
-	get   func(c *Config) *[]string
+	multi   bool // may repeat; an empty assignment resets the list
+	boolean bool // yes/no
+	path    bool // a file or directory, relative to image.conf's directory
+	set     func(c *Config, v string)
+	get     func(c *Config) *[]string
 }
 
 func str(f func(c *Config) *string, path bool) key {
@@ -119,6 +127,13 @@ var schema = map[string]map[string]key{
 	},
 	"Partitions": {
 		"Definitions": str(func(c *Config) *string { return &c.Definitions }, true),
+	},
+	"Initrd": {
+		"Init":    str(func(c *Config) *string { return &c.InitrdInit }, true),
+		"Modules": str(func(c *Config) *string { return &c.ModuleTree }, true),
+		"Module":  list(func(c *Config) *[]string { return &c.ModuleNames }),
+		"Shell":   {boolean: true, set: func(c *Config, v string) { c.InitrdShell, _ = yesNo(v) }},
+		"RepartD": str(func(c *Config) *string { return &c.InitrdRepartD }, true),
 	},
 }
 
@@ -200,6 +215,11 @@ func ParseConfig(file string, data []byte, overrides []Override) (*Config, error
 		v, err := c.expand(r.value)
 		if err != nil {
 			return fmt.Errorf("%s: %s=%s: %w", r.where, r.name, r.value, err)
+		}
+		if r.k.boolean {
+			if _, err := yesNo(v); err != nil {
+				return fmt.Errorf("%s: %s=%s: %w", r.where, r.name, r.value, err)
+			}
 		}
 		switch {
 		case r.k.multi:
@@ -284,6 +304,17 @@ func (c *Config) checkImage(where string) error {
 	return nil
 }
 
+// yesNo parses a systemd boolean.
+func yesNo(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "1", "yes", "y", "true", "t", "on":
+		return true, nil
+	case "0", "no", "n", "false", "f", "off":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean")
+}
+
 // expand replaces the specifiers %i (id), %v (version), %a (Debian architecture), %e (EFI
 // architecture, e.g. aa64), %C (piboot's download cache) and %%.
 func (c *Config) expand(s string) (string, error) {
@@ -322,7 +353,7 @@ func (c *Config) expand(s string) (string, error) {
 
 func (c *Config) check() error {
 	need := []struct{ key, val string }{
-		{"[Kernel] Linux", c.Linux}, {"[Kernel] Initrd", c.Initrd}, {"[Kernel] Stub", c.Stub},
+		{"[Kernel] Linux", c.Linux}, {"[Kernel] Initrd (or [Initrd] Init)", c.Initrd + c.InitrdInit}, {"[Kernel] Stub", c.Stub},
 		{"[Boot] SystemdBoot", c.SystemdBoot}, {"[Store] Tree", c.Tree}, {"[Store] Init", c.Init},
 	}
 	for _, n := range need {

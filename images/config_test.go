@@ -72,6 +72,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad arch", "[Image]\nArchitecture=sparc\n", "image.conf:2: Architecture=sparc: unknown"},
 		{"bad specifier", "[Kernel]\nLinux=%x\n", "image.conf:2: Linux=%x: unknown specifier %x"},
 		{"missing", "[Image]\nId=x\n", "[Kernel] Linux= is required"},
+		{"no initrd", strings.Replace(goodConf, "Initrd=/abs/initrd\n", "", 1), "[Kernel] Initrd (or [Initrd] Init)= is required"},
+		{"shell", goodConf + "[Initrd]\nShell=maybe\n", "image.conf:21: Shell=maybe: not a boolean"},
 		{"relative init", strings.Replace(goodConf, "Init=/nix", "Init=nix", 1), "Init=nix/store/bin/init must be an absolute path"},
 		{"cmdline store", goodConf + "[Kernel]\nCommandLine=piboot.store=x\n", ""},
 	} {
