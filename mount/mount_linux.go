@@ -33,8 +33,10 @@ func Mount(source, target, fstype string, flags uintptr, data string) (string, e
 	return fstype, nil
 }
 
-// KernelFS mounts /dev (devtmpfs), /proc, /sys and /run (tmpfs), then efivarfs when the
-// firmware is UEFI. Already mounted filesystems are left alone.
+// KernelFS mounts /dev (devtmpfs), /proc, /sys and /run (tmpfs) and reports whether the
+// firmware is UEFI. Already mounted filesystems are left alone. efivarfs is not mounted
+// here: in Debian's kernels it is a module, so it can only be mounted once the module is
+// in (EFIVarFS).
 func KernelFS() (efi bool, err error) {
 	for _, m := range []struct {
 		fstype, dir string
@@ -56,17 +58,24 @@ func KernelFS() (efi bool, err error) {
 			return false, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dir, err)
 		}
 	}
-	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
-		return false, nil
+	_, err = os.Stat("/sys/firmware/efi")
+	return err == nil, nil
+}
+
+// EFIVarsDir is where efivarfs is mounted.
+const EFIVarsDir = "/sys/firmware/efi/efivars"
+
+// EFIVarFS mounts efivarfs on EFIVarsDir unless it is mounted already. It fails with
+// an error wrapping unix.ENODEV while the kernel does not know efivarfs yet (its module
+// is not loaded): callers that load modules concurrently retry until loading ends.
+func EFIVarFS() error {
+	if IsMountPoint(EFIVarsDir) {
+		return nil
 	}
-	dir := "/sys/firmware/efi/efivars"
-	if IsMountPoint(dir) {
-		return true, nil
+	if err := unix.Mount("efivarfs", EFIVarsDir, "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount efivarfs on %s: %w", EFIVarsDir, err)
 	}
-	if err := unix.Mount("efivarfs", dir, "efivarfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return true, fmt.Errorf("mount efivarfs on %s: %w", dir, err)
-	}
-	return true, nil
+	return nil
 }
 
 // IsMountPoint reports whether dir is on a different device than its parent (or is /).

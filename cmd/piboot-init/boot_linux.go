@@ -19,10 +19,7 @@ import (
 	"github.com/piboot/piboot/repart"
 )
 
-const (
-	newRoot    = "/sysroot"
-	efivarsDir = "/sys/firmware/efi/efivars"
-)
+const newRoot = "/sysroot"
 
 // espType is the EFI system partition's type GUID.
 var espType = uuid.MustParse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
@@ -40,8 +37,22 @@ func undoMounts() {
 }
 
 func doMount(dev, target, fstype string, flags uintptr, data, what string) error {
+	want := fstype
 	fstype, err := mount.Mount(dev, target, fstype, flags, data)
 	if err != nil {
+		// The kernel says only "invalid argument"; say what is on the partition.
+		if want != "" {
+			if f, oerr := os.Open(dev); oerr == nil {
+				found, perr := mount.ProbeFS(f)
+				f.Close()
+				switch {
+				case perr != nil:
+					err = fmt.Errorf("%w (the partition holds no %s superblock: %v)", err, want, perr)
+				case found != want:
+					err = fmt.Errorf("%w (the partition holds %s, not %s)", err, found, want)
+				}
+			}
+		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	mounted = append(mounted, target)
@@ -68,13 +79,17 @@ func boot(attempt int) error {
 		return err
 	}
 	if attempt == 1 {
-		extra := ""
-		if efi {
-			extra = " efivarfs"
-		}
-		logf("start", "/dev /proc /sys /run%s mounted", extra)
+		logf("start", "/dev /proc /sys /run mounted")
 	}
 	mods := startModules()
+	if efi {
+		if err := mountEFIVars(mods); err != nil {
+			logf("start", "no EFI variables: %v", err)
+			efi = false
+		} else if attempt == 1 {
+			logf("start", "efivarfs mounted")
+		}
+	}
 	b, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return err
@@ -93,7 +108,7 @@ func boot(attempt int) error {
 		opts.Timeout = time.Nanosecond
 	}
 	if efi {
-		id, ok, err := mount.LoaderDevicePartUUID(efivarsDir)
+		id, ok, err := mount.LoaderDevicePartUUID(mount.EFIVarsDir)
 		switch {
 		case err != nil:
 			logf("disk", "ignoring LoaderDevicePartUUID: %v", err)

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/piboot/piboot/initrd"
+	"github.com/piboot/piboot/mount"
 )
 
 // moduleLoader loads the initramfs's modules in the background: disk discovery, which
@@ -52,6 +53,22 @@ func startModules() *moduleLoader {
 		modules.err = loadModules()
 	}()
 	return modules
+}
+
+// mountEFIVars mounts efivarfs as soon as its module is in: it retries while the
+// kernel does not know the filesystem and modules are still loading.
+func mountEFIVars(m *moduleLoader) error {
+	for {
+		err := mount.EFIVarFS()
+		if err == nil || !errors.Is(err, unix.ENODEV) {
+			return err
+		}
+		select {
+		case <-m.done:
+			return mount.EFIVarFS()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 // wait blocks until every module was tried.
