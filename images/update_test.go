@@ -14,35 +14,21 @@ import (
 	"github.com/piboot/piboot/sysupdate"
 )
 
-// TestUpdateDirAndDevice builds v0 and v1 with a signing key into one output directory, then
-// plays the device: the store's transfer files and keyring verify and apply v1 from the
-// update directory onto a copy of the v0 image.
+// TestUpdateDirAndDevice takes the v0 and v1 images that the boot tests build into one
+// output directory (signed: the demo's image.conf has [Update] SigningKey=) and plays the
+// device: the store's transfer files and keyring verify and apply v1 from the update
+// directory onto a copy of the v0 image.
 func TestUpdateDirAndDevice(t *testing.T) {
 	testutil.Need(t, "unsquashfs", "gpgv", "sha256sum")
 	tmp := t.TempDir()
-	initrd := filepath.Join(tmp, "initrd.cpio.zst")
-	os.WriteFile(initrd, []byte("initrd"), 0o644)
-	store := fakeStore(t)
-	key := filepath.Join(tmp, "keys", "signing.key") // created by the first build
-	out := filepath.Join(tmp, "out")
-	var res0 *Outputs
-	for _, v := range []string{"v0", "v1"} {
-		c := testConfig(t, initrd, store, Override{"Image", "Version", v},
-			Override{"Update", "SigningKey", key}, Override{"Update", "URL", "http://10.0.2.2:8080/"})
-		res, err := Build(c, Options{OutDir: out})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v == "v0" {
-			res0 = res
-			// Keep v0's image: the v1 build replaces nothing of it, but be explicit.
-			b, _ := os.ReadFile(res.Image)
-			os.WriteFile(filepath.Join(tmp, "device.img"), b, 0o644)
-		}
+	dir, outs := bootImages(t)
+	out := filepath.Join(dir, "out")
+	res0 := outs["v0"]
+	b, err := os.ReadFile(res0.Image)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("signing key: %v", err)
-	}
+	os.WriteFile(filepath.Join(tmp, "device.img"), b, 0o644)
 	upd := filepath.Join(out, "update")
 	ents, _ := os.ReadDir(upd)
 	var names []string
@@ -88,7 +74,7 @@ func TestUpdateDirAndDevice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ts) != 2 || !ts[0].Verify || ts[0].Source.Path != "http://10.0.2.2:8080/" {
+	if len(ts) != 2 || !ts[0].Verify || ts[0].Source.Path != "http://localhost/" {
 		t.Fatalf("transfers: %+v", ts)
 	}
 
@@ -123,5 +109,32 @@ func TestUpdateDirAndDevice(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(esp, "EFI/Linux/piboot_v1+3-0.efi")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSigningKeyMadeOnFirstUse: a SigningKey= that does not exist yet becomes a new key
+// (mode 0600), and the next build signs with the same key.
+func TestSigningKeyMadeOnFirstUse(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "keys", "signing.key")
+	c := &Config{ID: "piboot", Update: UpdateConfig{SigningKey: key}}
+	s1, err := c.signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(key)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", st, err)
+	}
+	s2, err := c.signer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, _ := s1.PublicKey()
+	p2, _ := s2.PublicKey()
+	if !bytes.Equal(p1, p2) {
+		t.Fatal("second use made another key")
+	}
+	if s, err := (&Config{}).signer(); s != nil || err != nil {
+		t.Fatalf("no SigningKey: %v %v", s, err)
 	}
 }
