@@ -276,10 +276,11 @@ func (t *ModuleTree) Resolve(names []string) ([]string, error) {
 // and mount a piboot disk: SD (sdhci-iproc, sdhci-pci), USB storage behind xHCI, virtio
 // disks and network, the filesystems (squashfs, ext4, xfs, vfat with its code pages) and
 // efivarfs. crc32c is named because ext4 and xfs ask the crypto API for it at mount time
-// and the initramfs has no modprobe to load it on demand.
+// and the initramfs has no modprobe to load it on demand. efivarfs comes first: under
+// UEFI, finding the disk starts with LoaderDevicePartUUID, which needs it mounted.
 var DefaultModules = map[string][]string{
-	"arm64": {"sdhci-iproc", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod",
-		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1", "efivarfs"},
-	"amd64": {"sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod", "ahci", "nvme",
-		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1", "efivarfs"},
+	"arm64": {"efivarfs", "sdhci-iproc", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod",
+		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"},
+	"amd64": {"efivarfs", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod", "ahci", "nvme",
+		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"},
 }

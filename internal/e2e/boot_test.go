@@ -225,9 +225,22 @@ func TestTwoCards(t *testing.T) {
 			if oursFirst {
 				cards, dev = []string{ours, other}, "mmcblk0"
 			}
-			vm := boot(t, a, "", cards...)
+			extra := ""
+			if oursFirst {
+				extra = "piboot.shell" // and look at the links before switch_root
+			}
+			vm := boot(t, a, extra, cards...)
 			vm.WaitFor(fmt.Sprintf(`^piboot-init: disk: /dev/%s \(piboot.disk=%s\)`, dev, dev), bootWait)
 			vm.WaitFor(fmt.Sprintf(`^piboot-init: repart: created /dev/%sp4 `, dev), bootWait)
+			if oursFirst {
+				vm.WaitFor(`^piboot-init: shell: starting /bin/gosh on /dev/ttyAMA0; piboot.shell: leave the shell \(exit\) to continue with switch_root$`, bootWait)
+				vm.WaitFor(`\$ $`, 60*time.Second)
+				vm.Send("readlink /dev/disk/by-partlabel/root /dev/disk/by-partlabel/nix-store_v0\r")
+				vm.WaitFor(`^\.\./\.\./mmcblk0p4$`, 60*time.Second)
+				vm.WaitFor(`^\.\./\.\./mmcblk0p2$`, 60*time.Second)
+				vm.WaitFor(`\$ $`, 60*time.Second)
+				vm.Send("exit\r")
+			}
 			vm.WaitFor(demoRE("/dev/"+dev+"p4", 1), bootWait)
 			vm.Wait(bootWait)
 			if hashRange(t, other, 0, 256*mib) != sum {
@@ -276,7 +289,7 @@ func TestFailures(t *testing.T) {
 		f.WriteAt(junk, espStart+espSize)
 		f.Close()
 		vm := boot(t, a, "", card)
-		vm.WaitFor(`^piboot-init: error: nix-store_v0: mount /dev/mmcblk0p2 \(squashfs\) on /sysroot/nix/store: `, bootWait)
+		vm.WaitFor(`^piboot-init: error: nix-store_v0: mount /dev/mmcblk0p2 \(squashfs\) on /sysroot/nix/store: invalid argument \(the partition holds no squashfs superblock: `, bootWait)
 		shellLs(t, vm, "mmcblk0p4")
 	})
 	t.Run("missing-store-label-retry", func(t *testing.T) {
