@@ -12,9 +12,9 @@ CACHE=${PIBOOT_CACHE:-$HOME/.cache/piboot}
 mkdir -p "$CACHE"
 
 host_packages=(qemu-system-arm qemu-efi-aarch64 qemu-system-x86 ovmf gdisk fdisk dosfstools mtools
-  e2fsprogs xfsprogs squashfs-tools zstd cpio binutils binutils-aarch64-linux-gnu osslsigncode util-linux kmod)
+  e2fsprogs xfsprogs squashfs-tools zstd cpio binutils binutils-aarch64-linux-gnu osslsigncode util-linux kmod gpgv curl bc)
 host_commands=(qemu-system-aarch64 /usr/share/AAVMF/AAVMF_CODE.fd qemu-system-x86_64 /usr/share/OVMF/OVMF_CODE.fd
-  sgdisk sfdisk fsck.vfat mcopy e2fsck xfs_repair unsquashfs zstd cpio objdump aarch64-linux-gnu-objdump osslsigncode systemd-repart losetup depmod)
+  sgdisk sfdisk fsck.vfat mcopy e2fsck xfs_repair unsquashfs zstd cpio objdump aarch64-linux-gnu-objdump osslsigncode systemd-repart losetup depmod gpgv)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
