@@ -33,6 +33,11 @@ func notifyKernel(w io.WriterAt, l *Layout) error {
 		switch p.Action {
 		case Create:
 			err = blkpgPartition(f, unix.BLKPG_ADD_PARTITION, p)
+			if err == unix.EBUSY { // a stale partition with this number (factory reset): replace it
+				if err = blkpgPartition(f, unix.BLKPG_DEL_PARTITION, p); err == nil {
+					err = blkpgPartition(f, unix.BLKPG_ADD_PARTITION, p)
+				}
+			}
 		case Grow:
 			err = blkpgPartition(f, unix.BLKPG_RESIZE_PARTITION, p)
 			if err == unix.ENXIO { // the kernel never had it (no partition parser): add it

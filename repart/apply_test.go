@@ -373,3 +373,60 @@ func TestCrashDamagedPrimaryFlashed(t *testing.T) {
 		}
 	}
 }
+
+// TestFactoryReset: the partitions whose definition has FactoryReset=yes are erased and
+// created anew (same place, same derived UUID, formatted again); the others stay as they are.
+func TestFactoryReset(t *testing.T) {
+	testutil.Need(t, "sgdisk")
+	img := cp(t, seedImage(t, 32*MiB, 64*MiB))
+	defs := writeDefs(t, map[string]string{
+		"10-root.conf": "[Partition]\nType=root\nFormat=ext4\nFactoryReset=yes\n",
+		"20-swap.conf": "[Partition]\nType=swap\nSizeMinBytes=4M\nSizeMaxBytes=4M\n",
+	})
+	first, err := Run(Options{Target: img, Definitions: defs, Arch: "arm64", Format: fakeFormat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root Partition
+	for _, p := range first.Partitions {
+		if p.TypeName == "root-arm64" {
+			root = p
+		}
+	}
+	// User data in root and swap.
+	f, _ := os.OpenFile(img, os.O_RDWR, 0)
+	fsStart := append([]byte(nil), make([]byte, 4096)...)
+	f.ReadAt(fsStart, root.Offset)
+	f.WriteAt([]byte("user data"), root.Offset) // the file system is in use: its first block changed
+	swapOff := first.Partitions[1].Offset
+	f.WriteAt([]byte("swap data"), swapOff+8192)
+	f.Close()
+	before, _ := os.ReadFile(img)
+
+	l, err := Run(Options{Target: img, Definitions: defs, Arch: "arm64", Format: fakeFormat, FactoryReset: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sgdiskClean(t, img)
+	after, _ := os.ReadFile(img)
+	var again Partition
+	for _, p := range l.Partitions {
+		if p.TypeName == "root-arm64" {
+			again = p
+		}
+	}
+	// Same place and UUID; like systemd-repart, the new partition takes the next free
+	// number after the highest one in use (swap's 5), so 6.
+	if again.Action != Create || again.Offset != root.Offset || again.Size != root.Size || again.UUID != root.UUID || again.Index != 6 {
+		t.Fatalf("root after the reset %+v, before %+v", again, root)
+	}
+	if !bytes.Equal(after[root.Offset:root.Offset+4096], fsStart) {
+		t.Error("root was not formatted again")
+	}
+	if !bytes.Equal(after[swapOff:swapOff+4*MiB], before[swapOff:swapOff+4*MiB]) || !bytes.Equal(after[34*512:25*MiB], before[34*512:25*MiB]) {
+		t.Error("a partition without FactoryReset=yes changed")
+	}
+	if l, err := Run(Options{Target: img, Definitions: defs, Arch: "arm64", Format: fakeFormat}); err != nil || !l.Empty() {
+		t.Fatalf("after the reset: %v", err)
+	}
+}

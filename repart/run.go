@@ -18,8 +18,11 @@ type Options struct {
 	MachineID   string // machine ID file, e.g. /etc/machine-id; empty: none
 	Arch        string // for Type=root/usr
 	JSON        bool
-	Format      Formatter // writes new file systems; nil refuses Format=
-	Out, Err    io.Writer // plan and notes; nil: discarded
+	// FactoryReset erases the partitions whose definition has FactoryReset=yes first, so
+	// that they are created anew (systemd-repart --factory-reset=yes).
+	FactoryReset bool
+	Format       Formatter // writes new file systems; nil refuses Format=
+	Out, Err     io.Writer // plan and notes; nil: discarded
 }
 
 // Run reads the target's GPT, plans the definitions against it, prints the plan and, unless
@@ -68,6 +71,11 @@ func Run(o Options) (*Layout, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.FactoryReset {
+		if t, err = factoryReset(f, size, t, defs, o, errw); err != nil {
+			return nil, err
+		}
+	}
 	l, err := Plan(Disk{Size: size, Table: t}, defs, seed)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (nothing written)", o.Target, err)
@@ -93,4 +101,33 @@ func Run(o Options) (*Layout, error) {
 		fmt.Fprintln(out, "Applied.")
 	}
 	return l, f.Close()
+}
+
+// factoryReset writes the table without the partitions to erase (unless it is a dry run,
+// where the plan is made on the reduced table in memory) and returns the table to plan on.
+func factoryReset(f *os.File, size int64, t *gpt.Table, defs []Definition, o Options, errw io.Writer) (*gpt.Table, error) {
+	reduced, erased := FactoryReset(t, defs)
+	if len(erased) == 0 {
+		fmt.Fprintf(errw, "%s: factory reset: no partition to erase\n", o.Target)
+		return t, nil
+	}
+	for _, p := range erased {
+		fmt.Fprintf(errw, "%s: factory reset: erasing partition %d (%q)\n", o.Target, p.Index, p.Name)
+	}
+	if o.DryRun {
+		return reduced, nil
+	}
+	if last := uint64(size/int64(t.SectorSize)) - 1; t.Status.BackupLBA != last {
+		if err := reduced.Resize(size); err != nil { // the backup moves to the end: so does the usable area
+			return nil, fmt.Errorf("%s: %w", o.Target, err)
+		}
+	}
+	if err := gpt.Write(f, size, reduced); err != nil {
+		return nil, fmt.Errorf("%s: factory reset: %w", o.Target, err)
+	}
+	nt, err := gpt.Read(f, size, t.SectorSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: after the factory reset: %w", o.Target, err)
+	}
+	return nt, nil
 }

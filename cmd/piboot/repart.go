@@ -21,6 +21,8 @@ func runRepart(args []string) int {
 	fs.Var(dryRun, "dry-run", "print the plan, write nothing (also --dry-run=yes|no)")
 	seedFlag := fs.String("seed", "", "`UUID` seeding partition UUIDs, or random (default: /etc/machine-id, else the disk GUID)")
 	asJSON := fs.Bool("json", false, "print the plan as JSON")
+	factoryReset := new(yesNo)
+	fs.Var(factoryReset, "factory-reset", "erase and recreate the partitions whose definition has FactoryReset=yes")
 	arch := fs.String("architecture", gpt.NormalizeArch(runtime.GOARCH), "architecture for Type=root/usr (arm64, x86-64, ...)")
 	machineID := fs.String("machine-id", "/etc/machine-id", "machine ID `file` for the default seed")
 	fs.Parse(args)
@@ -30,7 +32,7 @@ func runRepart(args []string) int {
 	}
 	_, err := repart.Run(repart.Options{
 		Target: fs.Arg(0), Definitions: *defs, DryRun: bool(*dryRun), Seed: *seedFlag, MachineID: *machineID,
-		Arch: *arch, JSON: *asJSON, Format: mkfs.ForRepart, Out: os.Stdout, Err: os.Stderr,
+		Arch: *arch, JSON: *asJSON, FactoryReset: bool(*factoryReset), Format: mkfs.ForRepart, Out: os.Stdout, Err: os.Stderr,
 	})
 	if err != nil {
 		return fail("repart", err)
