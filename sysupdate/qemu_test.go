@@ -35,8 +35,8 @@ func goBuild(t *testing.T, out, pkg string) {
 var demoLine = regexp.MustCompile(`piboot-demo: version=(\S+) root=\S+ rootsize=\d+ boots=(\d+)|piboot-init: error: .*`)
 
 // TestQEMUUpdateAndRollback is the device-side cycle under AAVMF and systemd-boot: v0 is
-// flashed and boots, fetches v1 over HTTP from the host (10.0.2.2), installs it and
-// reboots; v1 boots and blesses itself; v0's store and UKI stay. Then a v2 whose store
+// flashed and boots, fetches v1 over HTTP from the host (10.0.2.2) and loses power while
+// writing it; v0 boots again, completes the update and reboots; v1 boots and blesses itself; v0's store and UKI stay. Then a v2 whose store
 // cannot boot is installed: systemd-boot tries it three times and then boots v1 by itself.
 func TestQEMUUpdateAndRollback(t *testing.T) {
 	if testing.Short() {
@@ -146,10 +146,38 @@ func TestQEMUUpdateAndRollback(t *testing.T) {
 		return strings.Join(s, " ")
 	}
 
-	// v0 (flashed, no boot counter) boots, installs v1, reboots.
-	ver, log := boot("first boot")
+	// Power cut: QEMU is killed while v0's update writes v1's store. v0 stays what boots,
+	// and nothing of v1 is taken for a version.
+	vm := qemu.Start(t, qemu.Config{UEFI: true, Vars: vars, Net: true, Disks: []qemu.Disk{{Path: disk, Bus: qemu.Virtio}}})
+	_, err = vm.Expect(regexp.MustCompile(`piboot-demo: update: 10-nix-store: writing`), 300*time.Second)
+	vm.Kill()
+	if err != nil {
+		t.Fatalf("first boot: no update started: %v\n%s", err, tail(vm.Log(), 5000))
+	}
+	t.Logf("power cut during the store write after %s", vm.Since().Round(time.Second))
+	{
+		f, _ := os.Open(disk)
+		st, _ := f.Stat()
+		tbl, err := gpt.Read(f, st.Size(), 0)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := tbl.ByName("nix-store_v0"); p == nil || p.Type != gpt.TypeLinuxGeneric {
+			t.Fatalf("after the power cut v0's store is not intact: %+v", tbl.Partitions)
+		}
+		if p := tbl.ByName("nix-store_v1"); p != nil && p.Type == gpt.TypeLinuxGeneric {
+			t.Fatalf("after the power cut a half-written v1 store looks installed")
+		}
+		if got := espFiles(); strings.Contains(got, "piboot_v1") {
+			t.Fatalf("after the power cut the ESP holds %s", got)
+		}
+	}
+
+	// v0 boots again, completes the update (reusing the partial slot), reboots.
+	ver, log := boot("boot after the power cut")
 	if ver != "v0" || !strings.Contains(log, "piboot-demo: update: installed v1, rebooting") {
-		t.Fatalf("first boot: version %s\n%s", ver, tail(log, 5000))
+		t.Fatalf("boot after the power cut: version %s\n%s", ver, tail(log, 5000))
 	}
 	if got := labels(); !strings.Contains(got, "nix-store_v0") || !strings.Contains(got, "nix-store_v1") {
 		t.Fatalf("partitions after the update: %s", got)
