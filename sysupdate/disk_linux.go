@@ -136,3 +136,21 @@ func makeWritable(dir string) (restore func() error, err error) {
 		return nil
 	}, nil
 }
+
+// lockDisk takes an exclusive advisory lock on the disk (as systemd-sysupdate does, which
+// also keeps udev from probing half-written partitions), so two updates cannot claim the
+// same slot. The lock lasts until the returned file is closed.
+func lockDisk(disk string) (*os.File, error) {
+	f, err := os.Open(disk)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, fmt.Errorf("%s is locked: another update is running", disk)
+		}
+		return nil, fmt.Errorf("lock %s: %w", disk, err)
+	}
+	return f, nil
+}

@@ -48,6 +48,8 @@ type Updater struct {
 
 	// restore remounts what writable() made read-write.
 	restore []func() error
+	// locks are the disks locked for this operation.
+	locks map[string]*os.File
 
 	// step is called before every durable write; an error aborts there, as a power cut
 	// would (tests inject crashes through it).
@@ -88,8 +90,28 @@ func (u *Updater) writable(dir string) error {
 	return nil
 }
 
-// done puts read-only file systems back; errors join the operation's.
+// lock locks tg's disk for the rest of the operation (partition targets only).
+func (u *Updater) lock(tg *target) error {
+	if tg.disk == "" || u.locks[tg.disk] != nil {
+		return nil
+	}
+	f, err := lockDisk(tg.disk)
+	if err != nil {
+		return err
+	}
+	if u.locks == nil {
+		u.locks = map[string]*os.File{}
+	}
+	u.locks[tg.disk] = f
+	return nil
+}
+
+// done puts read-only file systems back and drops the locks; errors join the operation's.
 func (u *Updater) done(err *error) {
+	for _, f := range u.locks {
+		f.Close()
+	}
+	u.locks = nil
 	for i := len(u.restore) - 1; i >= 0; i-- {
 		if rerr := u.restore[i](); rerr != nil && *err == nil {
 			*err = rerr
@@ -460,6 +482,9 @@ func (u *Updater) Update(ctx context.Context, version string) (_ string, err err
 		if j.tg, err = u.openTarget(t); err != nil {
 			return "", err
 		}
+		if err := u.lock(j.tg); err != nil {
+			return "", err
+		}
 		if j.tg.installed(version) {
 			u.logf("%s: %s already installed", t.Name, version)
 			j.skip = true
@@ -472,6 +497,16 @@ func (u *Updater) Update(ctx context.Context, version string) (_ string, err err
 		jobs = append(jobs, j)
 	}
 
+	pending := 0
+	for _, j := range jobs {
+		if !j.skip {
+			pending++
+		}
+	}
+	if pending == 0 {
+		u.logf("%s is installed already", version)
+		return "", nil
+	}
 	for _, j := range jobs {
 		if !j.skip {
 			if err := u.vacuum(j.tg, j.remove); err != nil {
@@ -884,6 +919,9 @@ func (u *Updater) Vacuum() (removed int, err error) {
 	for _, t := range u.Transfers {
 		tg, err := u.openTarget(t)
 		if err != nil {
+			return removed, err
+		}
+		if err := u.lock(tg); err != nil {
 			return removed, err
 		}
 		remove, _ := vacuumPlan(tg.instances, tg.keep(), u.protected(t))

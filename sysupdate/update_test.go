@@ -306,6 +306,25 @@ func TestUpdateEndToEnd(t *testing.T) {
 		t.Fatalf("second Update = %q, %v; want up to date", again, err)
 	}
 
+	// An explicit version that is installed already: nothing to do.
+	if got, err := u.Update(ctx, "v1"); err != nil || got != "" {
+		t.Fatalf("Update(v1) again = %q, %v", got, err)
+	}
+	// Two updates at once: the second finds the disk locked.
+	lk, err := lockDisk(f.img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publish("v9")
+	if _, err := f.updater("v0").Update(ctx, ""); err == nil || !strings.Contains(err.Error(), "another update is running") {
+		t.Fatalf("concurrent update: %v", err)
+	}
+	lk.Close()
+	for _, n := range []string{"piboot_v9.efi", "piboot_v9.nix-store.raw.zst"} {
+		os.Remove(filepath.Join(f.upd, n))
+	}
+	Publish(f.upd, f.signer)
+
 	// Reboot into v1 (systemd-boot counted one try), bless it.
 	efivars := filepath.Join(f.dir, "efivars")
 	os.MkdirAll(efivars, 0o755)
