@@ -85,7 +85,7 @@ for gib in $SIZES; do
 				w0=$(written)
 				t0=$(now)
 				case $tool in
-				piboot) out=$("$work/piboot" mkfs xfs --label root --uuid "$uuid" "$loopdev") ;;
+				piboot) out=$("$work/piboot" mkfs xfs --force --label root --uuid "$uuid" "$loopdev") ;;
 				mkfs.xfs) mkfs.xfs -q -f -L root -m uuid="$uuid" -m reflink=1 "$loopdev" ;;
 				esac
 				t1=$(now)
