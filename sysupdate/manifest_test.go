@@ -1,15 +1,23 @@
 package sysupdate
 
 import (
+	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 )
 
 var h64 = strings.Repeat("0123456789abcdef", 4)
@@ -120,5 +128,64 @@ func TestSignReproducible(t *testing.T) {
 	b, _ := s.Sign([]byte("x"))
 	if !bytes.Equal(a, b) {
 		t.Fatal("two signatures under SOURCE_DATE_EPOCH differ")
+	}
+}
+
+func TestDecompressorByMagic(t *testing.T) {
+	data := bytes.Repeat([]byte("piboot store "), 50000)
+	var gz, xzb bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(data)
+	gw.Close()
+	xw, _ := xz.NewWriter(&xzb)
+	xw.Write(data)
+	xw.Close()
+	enc, _ := zstd.NewWriter(nil)
+	cases := map[string][]byte{"raw": data, "gzip": gz.Bytes(), "xz": xzb.Bytes(), "zstd": enc.EncodeAll(data, nil)}
+	if _, err := exec.LookPath("bzip2"); err == nil {
+		cmd := exec.Command("bzip2", "-c")
+		cmd.Stdin = bytes.NewReader(data)
+		if out, err := cmd.Output(); err == nil {
+			cases["bzip2"] = out
+		}
+	}
+	for name, in := range cases {
+		r, closeFn, err := decompressor(bufio.NewReader(bytes.NewReader(in)))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out, err := io.ReadAll(r)
+		closeFn()
+		if err != nil || !bytes.Equal(out, data) {
+			t.Errorf("%s: %d bytes, %v", name, len(out), err)
+		}
+	}
+}
+
+// SHA256SUMS.asc (armored) is the fallback when SHA256SUMS.gpg is missing.
+func TestArmoredSignatureFallback(t *testing.T) {
+	dir := t.TempDir()
+	priv, pub, _ := GenerateKey("a", "", "")
+	os.WriteFile(filepath.Join(dir, "k"), priv, 0o600)
+	ring := filepath.Join(dir, "ring.pgp")
+	os.WriteFile(ring, pub, 0o644)
+	s, _ := LoadSigner(filepath.Join(dir, "k"))
+	upd := filepath.Join(dir, "upd")
+	os.MkdirAll(upd, 0o755)
+	os.WriteFile(filepath.Join(upd, "x_v1.efi"), []byte("uki"), 0o644)
+	if err := Publish(upd, s); err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := os.ReadFile(filepath.Join(upd, "SHA256SUMS.gpg"))
+	var arm bytes.Buffer
+	w, _ := armor.Encode(&arm, "PGP SIGNATURE", nil)
+	w.Write(sig)
+	w.Close()
+	os.Remove(filepath.Join(upd, "SHA256SUMS.gpg"))
+	os.WriteFile(filepath.Join(upd, "SHA256SUMS.asc"), arm.Bytes(), 0o644)
+	src, _ := OpenSource(upd)
+	m, err := FetchManifest(context.Background(), src, true, ring)
+	if err != nil || len(m) != 1 {
+		t.Fatalf("FetchManifest with .asc = %v, %v", m, err)
 	}
 }

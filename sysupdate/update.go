@@ -444,6 +444,8 @@ type job struct {
 	slot   Instance // partition target
 	name   string   // new label or file name
 	skip   bool     // already installed
+	// srcProps are what the source file's name tells (@s: decompressed size, @h: hash...).
+	srcProps Properties
 }
 
 // Update installs version (the newest available when ""), returning the version installed
@@ -479,6 +481,10 @@ func (u *Updater) Update(ctx context.Context, version string) (_ string, err err
 		}
 		src, _ := u.source(t)
 		j := &job{file: file, sum: av.Manifests[src.String()][file]}
+		j.srcProps, _ = t.Source.Patterns.Match(file)
+		if j.srcProps.SHA256 != "" && j.srcProps.SHA256 != j.sum {
+			return "", fmt.Errorf("%s: %s: %w: its name says %s, %s lists %s", t.File, file, ErrHashMismatch, j.srcProps.SHA256, ManifestName, j.sum)
+		}
 		if j.tg, err = u.openTarget(t); err != nil {
 			return "", err
 		}
@@ -572,7 +578,19 @@ func (u *Updater) plan(j *job, version string) error {
 				t.File, ErrNoSpace, tg.disk, version, len(tg.instances), tr.PartitionType, describe(tg.instances), tg.keep(), u.Booted, t.ProtectVersion)
 		}
 		sort.SliceStable(free, func(a, b int) bool { return free[a].Size < free[b].Size })
-		j.slot = free[0]
+		// The smallest slot that fits the decompressed size, when the source name tells it.
+		fit := -1
+		for i, f := range free {
+			if j.srcProps.Size == nil || uint64(f.Size) >= *j.srcProps.Size {
+				fit = i
+				break
+			}
+		}
+		if fit < 0 {
+			return fmt.Errorf("%s: %w on %s for %s: %s needs %d bytes, the largest free slot holds %d",
+				t.File, ErrNoSpace, tg.disk, version, j.file, *j.srcProps.Size, free[len(free)-1].Size)
+		}
+		j.slot = free[fit]
 		if p := tg.tbl.Partition(j.slot.Index); p != nil {
 			slotUUID = p.UUID
 		}

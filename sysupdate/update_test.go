@@ -631,3 +631,27 @@ func TestVacuumCommand(t *testing.T) {
 	}
 	f.checkVersion(2, "v0")
 }
+
+// A source pattern with @s: the slot must hold the decompressed size, else no slot.
+func TestSlotBySize(t *testing.T) {
+	f := newFixture(t, false)
+	f.publish("v1")
+	os.Rename(filepath.Join(f.upd, "piboot_v1.nix-store.raw.zst"), filepath.Join(f.upd, fmt.Sprintf("piboot_v1_%d.nix-store.raw.zst", 2*slotSize)))
+	Publish(f.upd, nil)
+	u := f.updater("v0")
+	p, _ := ParsePattern("piboot_@v_@s.nix-store.raw.zst")
+	u.Transfers[0].Source.Patterns = Patterns{p}
+	before := f.snapshot()
+	if _, err := u.Update(context.Background(), ""); !errors.Is(err, ErrNoSpace) || !strings.Contains(err.Error(), "needs 16777216 bytes") {
+		t.Fatalf("Update = %v", err)
+	}
+	if f.snapshot() != before {
+		t.Fatal("refused update wrote")
+	}
+	os.Rename(filepath.Join(f.upd, fmt.Sprintf("piboot_v1_%d.nix-store.raw.zst", 2*slotSize)), filepath.Join(f.upd, fmt.Sprintf("piboot_v1_%d.nix-store.raw.zst", len(f.stores["v1"]))))
+	Publish(f.upd, nil)
+	if got, err := u.Update(context.Background(), ""); err != nil || got != "v1" {
+		t.Fatalf("Update = %q, %v", got, err)
+	}
+	f.checkVersion(3, "v1")
+}
