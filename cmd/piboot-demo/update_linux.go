@@ -221,6 +221,11 @@ func demoUpdate(st *state) error {
 	logf("update: installed %s, rebooting", v)
 	unix.Sync()
 	if os.Getpid() == 1 {
+		// As before power-off: a clean root for the next boot.
+		if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			logf("error: remount / read-only: %v", err)
+		}
+		unix.Sync()
 		if err := unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART); err != nil {
 			return fmt.Errorf("reboot: %w", err)
 		}
