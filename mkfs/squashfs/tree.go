@@ -21,7 +21,9 @@ type Entry struct {
 	Rdev     uint64 // device nodes: the device number as Linux encodes it (unix.Mkdev)
 	// Xattrs holds extended attributes by full name ("user.x", "trusted.x", "security.x").
 	Xattrs map[string][]byte
-	// Open returns the content of a regular file; it must yield exactly Size bytes.
+	// Open returns the content of a regular file; it must yield exactly Size bytes. It may
+	// be called more than once and from several goroutines: duplicate detection reads
+	// files of equal size before their data is written.
 	Open func() (io.ReadCloser, error)
 	// LinkID makes hardlinks: entries with the same non-empty LinkID share one inode,
 	// whose metadata and content come from the first of them added.

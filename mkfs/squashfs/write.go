@@ -321,12 +321,14 @@ func (wr *writer) writeData() error {
 	ordered := make(chan *job, inflight)
 	var stop atomic.Bool
 
-	var wg sync.WaitGroup
-	for range wr.opts.Workers {
-		c, err := wr.cd.new()
-		if err != nil {
+	comps := make([]compressor, wr.opts.Workers)
+	for k := range comps {
+		if comps[k], err = wr.cd.new(); err != nil {
 			return err
 		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range comps {
 		wg.Go(func() {
 			for j := range work {
 				buf := pool.Get().([]byte)
