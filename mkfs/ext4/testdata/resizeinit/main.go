@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -47,7 +48,12 @@ func run() error {
 	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		p := filepath.Join(filepath.Dir(list), sc.Text())
+		// "module deps...": lines come dependencies first, so the first field is enough
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		p := filepath.Join(filepath.Dir(list), fields[0])
 		mf, err := os.Open(p)
 		if err != nil {
 			return err
