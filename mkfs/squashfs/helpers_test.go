@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -179,7 +180,19 @@ func kernelMount(t testing.TB, img string) string {
 	t.Helper()
 	testutil.NeedRoot(t)
 	testutil.Need(t, "losetup", "mount", "umount")
-	dev := strings.TrimSpace(run(t, "losetup", "-f", "--show", "-r", img))
+	// losetup -f can race with other users of loop devices: retry a few times.
+	var dev string
+	for try := 0; ; try++ {
+		out, err := exec.Command("losetup", "-f", "--show", "-r", img).CombinedOutput()
+		if err == nil {
+			dev = strings.TrimSpace(string(out))
+			break
+		}
+		if try == 4 {
+			t.Fatalf("losetup -f --show -r %s: %v\n%s", img, err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	mnt := filepath.Join(scratch(t), "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {

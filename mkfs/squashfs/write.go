@@ -313,10 +313,11 @@ func (wr *writer) writeData() error {
 		return err
 	}
 	bs := wr.bs
-	pool := sync.Pool{New: func() any { return make([]byte, 0, bs) }}
 	// Enough blocks in flight (8 MiB) that compressors keep busy through the reader's and
 	// writer's scheduling delays on a loaded machine, and never fewer than two per worker.
 	inflight := max(2*wr.opts.Workers+2, min(256, 8<<20/bs))
+	// Each job in flight holds up to two buffers; every worker one more.
+	pool := newBufPool(2*inflight+wr.opts.Workers+2, bs)
 	work := make(chan *job, inflight)
 	ordered := make(chan *job, inflight)
 	var stop atomic.Bool
@@ -331,13 +332,13 @@ func (wr *writer) writeData() error {
 	for _, c := range comps {
 		wg.Go(func() {
 			for j := range work {
-				buf := pool.Get().([]byte)
+				buf := pool.get()
 				out, err := c.compress(buf, j.raw)
 				j.err = err
 				if err == nil && out != nil && len(out) < len(j.raw) {
 					j.out, j.stored, j.size = out, out, uint32(len(out))
 				} else {
-					pool.Put(buf[:0])
+					pool.put(buf)
 					j.stored, j.size = j.raw, uint32(len(j.raw))|dataUncompressed
 				}
 				close(j.done)
@@ -358,13 +359,13 @@ func (wr *writer) writeData() error {
 				work <- j
 			}
 		}
-		frag := pool.Get().([]byte)
+		frag := pool.get()
 		nfrag := 0
 		for _, f := range files {
 			if stop.Load() {
 				break
 			}
-			if err := wr.readFile(f, &pool, submit, &frag, &nfrag); err != nil {
+			if err := wr.readFile(f, pool, submit, &frag, &nfrag); err != nil {
 				readErr = err
 				stop.Store(true)
 				break
@@ -388,10 +389,10 @@ func (wr *writer) writeData() error {
 			stop.Store(true)
 		}
 		if j.raw != nil {
-			pool.Put(j.raw[:0])
+			pool.put(j.raw)
 		}
 		if j.out != nil {
-			pool.Put(j.out[:0])
+			pool.put(j.out)
 		}
 	}
 	wg.Wait()
@@ -427,7 +428,7 @@ func (wr *writer) place(j *job) error {
 }
 
 // readFile cuts f into blocks for the compressors and its tail into the open fragment.
-func (wr *writer) readFile(f *inode, pool *sync.Pool, submit func(*job), frag *[]byte, nfrag *int) error {
+func (wr *writer) readFile(f *inode, pool *bufPool, submit func(*job), frag *[]byte, nfrag *int) error {
 	r, err := f.open()
 	if err != nil {
 		return err
@@ -442,7 +443,7 @@ func (wr *writer) readFile(f *inode, pool *sync.Pool, submit func(*job), frag *[
 	f.blocks = make([]uint32, nblocks)
 	for k := range nblocks {
 		n := min(bs, f.size-k*bs)
-		buf := pool.Get().([]byte)[:n]
+		buf := pool.get()[:n]
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return wr.readErr(f, err)
 		}
@@ -456,7 +457,7 @@ func (wr *writer) readFile(f *inode, pool *sync.Pool, submit func(*job), frag *[
 	if tail > 0 {
 		if int64(len(*frag))+tail > bs {
 			submit(&job{raw: *frag})
-			*frag = pool.Get().([]byte)
+			*frag = pool.get()
 			*nfrag++
 		}
 		f.frag, f.fragOff = uint32(*nfrag), uint32(len(*frag))
@@ -477,6 +478,31 @@ func (wr *writer) readErr(f *inode, err error) error {
 		return fmt.Errorf("%s: shrank while the image was built (was %d bytes)", f.source, f.size)
 	}
 	return fmt.Errorf("%s: %w", f.source, err)
+}
+
+// bufPool recycles block buffers. Unlike sync.Pool it survives garbage collections, so
+// the buffers in use stay the same few whatever the GC does.
+type bufPool struct {
+	free chan []byte
+	size int
+}
+
+func newBufPool(n, size int) *bufPool { return &bufPool{free: make(chan []byte, n), size: size} }
+
+func (p *bufPool) get() []byte {
+	select {
+	case b := <-p.free:
+		return b
+	default:
+		return make([]byte, 0, p.size)
+	}
+}
+
+func (p *bufPool) put(b []byte) {
+	select {
+	case p.free <- b[:0]:
+	default:
+	}
 }
 
 func allZero(b []byte) bool {
