@@ -48,11 +48,21 @@ func formatExt4(w io.WriterAt, size int64, req repart.FormatRequest) error {
 	})
 }
 
+// hiddenSectors is FAT's count of sectors before the partition, which firmware that boots
+// from a FAT partition uses to find it on the disk.
+func hiddenSectors(req repart.FormatRequest) uint32 {
+	if req.SectorSize <= 0 || req.Offset <= 0 {
+		return 0
+	}
+	return uint32(req.Offset / int64(req.SectorSize))
+}
+
 func formatVfat(w io.WriterAt, size int64, req repart.FormatRequest) error {
 	return vfat.Format(w, size, vfat.Options{
-		Label:      vfat.MangleLabel(req.Label),
-		UUID:       req.UUID,
-		SectorSize: req.SectorSize,
+		Label:         vfat.MangleLabel(req.Label),
+		UUID:          req.UUID,
+		SectorSize:    req.SectorSize,
+		HiddenSectors: hiddenSectors(req),
 	})
 }
 

@@ -1,6 +1,7 @@
 package mkfs
 
 import (
+	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +37,7 @@ func TestForRepart(t *testing.T) {
 		f.Truncate(off + size + 4096)
 		f.WriteAt(guard, off-4096)
 		f.WriteAt(guard, off+size)
-		req := repart.FormatRequest{Format: tc.format, Label: "root-x86-64", UUID: id, SectorSize: 512, Name: "disk.img partition 2 (root)"}
+		req := repart.FormatRequest{Format: tc.format, Label: "root-x86-64", UUID: id, SectorSize: 512, Offset: off, Name: "disk.img partition 2 (root)"}
 		if err := ForRepart(f, 0, req); err == nil {
 			t.Errorf("%s: size 0 accepted", tc.format)
 		}
@@ -58,6 +59,10 @@ func TestForRepart(t *testing.T) {
 		os.WriteFile(part, buf, 0o644)
 		if out, err := exec.Command(tc.check, append(tc.args, part)...).CombinedOutput(); err != nil {
 			t.Errorf("%s %s: %v\n%s", tc.check, part, err, out)
+		}
+		// FAT records where its partition starts (BPB hidden sectors, offset 28).
+		if hidden := binary.LittleEndian.Uint32(buf[28:32]); tc.format == "vfat" && hidden != off/512 {
+			t.Errorf("vfat: hidden sectors %d, want %d", hidden, off/512)
 		}
 		if tc.format == "ext4" {
 			out, _ := exec.Command("dumpe2fs", "-h", part).CombinedOutput()

@@ -56,7 +56,7 @@ func Apply(w io.WriterAt, size int64, l *Layout, format Formatter) error {
 		sec := &section{w: w, off: p.Offset, size: p.Size}
 		sec.r, _ = w.(io.ReaderAt)
 		req := FormatRequest{
-			Format: p.Format, Label: p.Label, UUID: p.FSUUID, SectorSize: l.SectorSize,
+			Format: p.Format, Label: p.Label, UUID: p.FSUUID, SectorSize: l.SectorSize, Offset: p.Offset,
 			Name: fmt.Sprintf("partition %d (%s)", p.Index, p.Label),
 		}
 		if err := format(sec, p.Size, req); err != nil {

@@ -16,6 +16,7 @@ type FormatRequest struct {
 	Label      string    // filesystem label (the partition label, as systemd-repart does)
 	UUID       uuid.UUID // filesystem UUID, derived like systemd-repart derives it
 	SectorSize int       // logical sector size of the disk, 512 or 4096
+	Offset     int64     // the partition's start on the disk in bytes (FAT's hidden sectors)
 	Name       string    // human name of the partition for error messages, e.g. "/dev/mmcblk0p4 (root)"
 }
 
