@@ -103,26 +103,32 @@ func Assemble(cfg Config) (*Archive, Stats, error) {
 		if err != nil {
 			return nil, st, err
 		}
-		files, err := t.Resolve(cfg.Modules)
+		mods, err := t.ResolveDeps(cfg.Modules)
 		if err != nil {
 			return nil, st, err
 		}
 		st.KernelVersion = t.Version()
 		base := path.Join(ModulesDir, st.KernelVersion)
+		// Stored uncompressed: finit_module then needs no decompression flags, and the
+		// whole initramfs is compressed anyway.
+		rel := func(f string) string {
+			return strings.TrimSuffix(strings.TrimSuffix(filepath.ToSlash(f), ".zst"), ".xz")
+		}
 		var list strings.Builder
-		for _, f := range files {
-			b, err := readModule(filepath.Join(t.Dir, f))
+		for _, m := range mods {
+			b, err := readModule(filepath.Join(t.Dir, m.File))
 			if err != nil {
 				return nil, st, err
 			}
-			// Stored uncompressed: finit_module then needs no decompression flags, and
-			// the whole initramfs is compressed anyway.
-			rel := strings.TrimSuffix(strings.TrimSuffix(filepath.ToSlash(f), ".zst"), ".xz")
-			if err := a.Bytes(path.Join(base, rel), b, 0o644); err != nil {
+			if err := a.Bytes(path.Join(base, rel(m.File)), b, 0o644); err != nil {
 				return nil, st, err
 			}
-			list.WriteString(rel + "\n")
-			st.Modules = append(st.Modules, rel)
+			list.WriteString(rel(m.File))
+			for _, d := range m.Deps {
+				list.WriteString(" " + rel(d))
+			}
+			list.WriteString("\n")
+			st.Modules = append(st.Modules, rel(m.File))
 		}
 		if err := a.Bytes(path.Join(base, LoadList), []byte(list.String()), 0o644); err != nil {
 			return nil, st, err

@@ -104,6 +104,18 @@ func TestModulesDebian(t *testing.T) {
 			t.Errorf("%s (at %d, %v) must come before %s (at %d, %v) in %v", p[0], a, oka, p[1], b, okb, files)
 		}
 	}
+	mods, err := tree.ResolveDeps([]string{"ext4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := mods[len(mods)-1]
+	var deps []string
+	for _, d := range last.Deps {
+		deps = append(deps, ModName(d))
+	}
+	if ModName(last.File) != "ext4" || strings.Join(deps, " ") != "crc32c_generic jbd2 mbcache crc16" {
+		t.Errorf("ext4 = %s after %v; want after crc32c_generic (softdep) jbd2 mbcache crc16", last.File, deps)
+	}
 	if _, ok := pos["mmc_block"]; ok {
 		t.Error("built-in mmc_block listed as a module")
 	}

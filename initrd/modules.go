@@ -17,7 +17,8 @@ import (
 )
 
 // LoadList is the file in the initramfs that lists the modules piboot-init loads, one
-// path (relative to the module directory) per line, dependencies first.
+// per line, dependencies first: the module's path relative to the module directory,
+// then (separated by spaces) the paths of the modules it needs loaded before it.
 const LoadList = "piboot.load"
 
 // ModInfo is what a module's .modinfo section says about loading it.
@@ -218,54 +219,77 @@ func (t *ModuleTree) lookup(name string) (string, bool) {
 // skipped; an unknown name is an error. Soft dependencies that do not exist are ignored,
 // as modprobe does.
 func (t *ModuleTree) Resolve(names []string) ([]string, error) {
-	var order []string
+	mods, err := t.ResolveDeps(names)
+	if err != nil {
+		return nil, err
+	}
+	files := make([]string, len(mods))
+	for i, m := range mods {
+		files[i] = m.File
+	}
+	return files, nil
+}
+
+// Module is one module file to load and the files that must be loaded before it.
+type Module struct {
+	File string   // relative to the tree
+	Deps []string // files (relative to the tree) of its dependencies and soft pre-dependencies
+}
+
+// ResolveDeps is Resolve keeping each module's direct dependencies, so a loader can
+// load independent modules in parallel.
+func (t *ModuleTree) ResolveDeps(names []string) ([]Module, error) {
+	var order []Module
 	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(name string, chain []string, soft bool) error
-	visit = func(name string, chain []string, soft bool) error {
+	// visit returns the module's file, or "" for a built-in or absent soft dependency.
+	var visit func(name string, chain []string, soft bool) (string, error)
+	visit = func(name string, chain []string, soft bool) (string, error) {
 		name = ModName(name)
 		if t.builtin[name] {
-			return nil
+			return "", nil
 		}
 		real, ok := t.lookup(name)
 		if !ok {
 			if soft {
-				return nil
+				return "", nil
 			}
-			return fmt.Errorf("module %s (%s) not found in %s", name, strings.Join(append(chain, name), " → "), t.Dir)
+			return "", fmt.Errorf("module %s (%s) not found in %s", name, strings.Join(append(chain, name), " → "), t.Dir)
 		}
 		switch state[real] {
 		case 2:
-			return nil
+			return t.files[real], nil
 		case 1:
-			return fmt.Errorf("module dependency cycle: %s", strings.Join(append(chain, real), " → "))
+			return "", fmt.Errorf("module dependency cycle: %s", strings.Join(append(chain, real), " → "))
 		}
 		state[real] = 1
 		mi, err := t.modInfo(real)
 		if err != nil {
-			return err
+			return "", err
 		}
 		chain = append(chain, real)
-		for _, d := range mi.Pre {
-			if err := visit(d, chain, true); err != nil {
-				return err
-			}
-		}
-		for _, d := range mi.Depends {
-			if err := visit(d, chain, false); err != nil {
-				return err
+		m := Module{File: t.files[real]}
+		for i, list := range [][]string{mi.Pre, mi.Depends} {
+			for _, d := range list {
+				f, err := visit(d, chain, i == 0)
+				if err != nil {
+					return "", err
+				}
+				if f != "" {
+					m.Deps = append(m.Deps, f)
+				}
 			}
 		}
 		state[real] = 2
-		order = append(order, t.files[real])
+		order = append(order, m)
 		for _, d := range mi.Post {
-			if err := visit(d, chain, true); err != nil {
-				return err
+			if _, err := visit(d, chain, true); err != nil {
+				return "", err
 			}
 		}
-		return nil
+		return m.File, nil
 	}
 	for _, n := range names {
-		if err := visit(n, nil, false); err != nil {
+		if _, err := visit(n, nil, false); err != nil {
 			return nil, err
 		}
 	}

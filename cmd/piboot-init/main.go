@@ -33,8 +33,19 @@ func main() {
 		err := safeBoot(attempt)
 		// boot only returns on failure: success execs the new init.
 		logf("error", "%v", err)
-		emergencyShell("leave the shell (exit) to retry the boot")
+		safeShell()
 	}
+}
+
+// safeShell runs the emergency shell; a panic there must not end PID 1 either.
+func safeShell() {
+	defer func() {
+		if r := recover(); r != nil {
+			logf("error", "emergency shell: internal error (panic): %v", r)
+			time.Sleep(time.Second) // no busy loop if it keeps failing
+		}
+	}()
+	emergencyShell("leave the shell (exit) to retry the boot")
 }
 
 // safeBoot runs one boot attempt and turns a panic into an error.

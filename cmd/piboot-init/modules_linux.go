@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -77,10 +78,11 @@ func (m *moduleLoader) wait() error {
 	return m.err
 }
 
-// loadModules loads the modules listed in the initramfs's load list, in its order
-// (dependencies first, as initrd.Build resolved them). A module that fails to load is
-// reported and skipped: the disk may still be found without it, and if not, the error
-// about the missing disk or filesystem follows.
+// loadModules loads the modules listed in the initramfs's load list. Each line names a
+// module and the modules it needs first; independent modules load in parallel, one per
+// CPU (the kernel verifies and relocates each, which takes a while on a Pi). A module
+// that fails to load is reported and skipped: the disk may still be found without it,
+// and if not, the error about the missing disk or filesystem follows.
 func loadModules() error {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
@@ -89,7 +91,7 @@ func loadModules() error {
 	release := unix.ByteSliceToString(uts.Release[:])
 	dir := filepath.Join(initrd.ModulesDir, release)
 	list := filepath.Join(dir, initrd.LoadList)
-	f, err := os.Open(list)
+	b, err := os.ReadFile(list)
 	if errors.Is(err, os.ErrNotExist) {
 		others, _ := filepath.Glob(filepath.Join(initrd.ModulesDir, "*", initrd.LoadList))
 		if len(others) > 0 {
@@ -101,30 +103,55 @@ func loadModules() error {
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	t0 := time.Now()
-	n, failed, skipped := 0, 0, 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		rel := strings.TrimSpace(sc.Text())
-		if rel == "" || strings.HasPrefix(rel, "#") {
+	type job struct {
+		path string
+		deps []string
+		done chan struct{}
+	}
+	var jobs []*job
+	byPath := map[string]*job{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		if err := finitModule(filepath.Join(dir, rel)); err != nil {
-			if errors.Is(err, unix.ENODEV) {
+		j := &job{path: f[0], deps: f[1:], done: make(chan struct{})}
+		jobs = append(jobs, j)
+		byPath[j.path] = j
+	}
+	t0 := time.Now()
+	var mu sync.Mutex
+	n, failed, skipped := 0, 0, 0
+	sem := make(chan struct{}, runtime.NumCPU())
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(j.done)
+			for _, d := range j.deps {
+				if dj := byPath[d]; dj != nil {
+					<-dj.done
+				}
+			}
+			sem <- struct{}{}
+			err := finitModule(filepath.Join(dir, j.path))
+			<-sem
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				n++
+			case errors.Is(err, unix.ENODEV):
 				// The module's init found nothing to drive (efivarfs without UEFI).
 				skipped++
-				continue
+			default:
+				logf("modules", "%s: %v", j.path, err)
+				failed++
 			}
-			logf("modules", "%s: %v", rel, err)
-			failed++
-			continue
-		}
-		n++
+		}()
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("%s: %w", list, err)
-	}
+	wg.Wait()
 	logf("modules", "loaded %d in %d ms (%d not needed here, %d failed)", n, time.Since(t0).Milliseconds(), skipped, failed)
 	return nil
 }

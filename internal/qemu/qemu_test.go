@@ -84,19 +84,27 @@ func TestCheckSDSize(t *testing.T) {
 func TestMatchLines(t *testing.T) {
 	out := []byte("one\ntwo 2\nthree 3\n$ ")
 	re := regexp.MustCompile(`(\w+) (\d)`)
-	m, end := matchLines(re, out, 0)
+	m, end := matchLines(re, out, 0, true)
 	if m == nil || m[1] != "two" || end != len("one\ntwo 2") {
 		t.Fatalf("got %q end %d", m, end)
 	}
-	m, end = matchLines(re, out, end)
+	m, end = matchLines(re, out, end, true)
 	if m == nil || m[1] != "three" {
 		t.Fatalf("second match %q", m)
 	}
-	if m, _ := matchLines(regexp.MustCompile(`^\$ $`), out, end); m == nil {
+	if m, _ := matchLines(regexp.MustCompile(`^\$ $`), out, end, false); m != nil {
+		t.Fatal("unfinished line matched without partial")
+	}
+	if m, _ := matchLines(regexp.MustCompile(`^\$ $`), out, end, true); m == nil {
 		t.Fatal("prompt without newline not matched")
 	}
-	if m, _ := matchLines(regexp.MustCompile(`one`), out, end); m != nil {
+	if m, _ := matchLines(regexp.MustCompile(`one`), out, end, true); m != nil {
 		t.Fatal("matched before the cursor")
+	}
+	// A line still arriving ("echo: hello w" of "echo: hello world\n") must not match a
+	// pattern anchored at its end until it is complete.
+	if m, _ := matchLines(regexp.MustCompile(`^echo: (hello \w+)$`), []byte("echo: hello w"), 0, false); m != nil {
+		t.Fatal("partial line matched")
 	}
 }
 

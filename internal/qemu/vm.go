@@ -28,6 +28,7 @@ type VM struct {
 	mu     sync.Mutex
 	out    []byte          // everything the console printed, \r removed
 	ends   []time.Duration // when each complete line of out arrived, since start
+	last   time.Time       // when output last arrived
 	cursor int             // WaitFor searches from here; advanced past each match
 	exited bool
 	err    error // exit status once exited
@@ -127,6 +128,7 @@ func (vm *VM) append(b []byte) {
 	vm.mu.Lock()
 	b = bytes.ReplaceAll(b, []byte("\r"), nil)
 	vm.out = append(vm.out, b...)
+	vm.last = time.Now()
 	for i := bytes.Count(b, []byte("\n")); i > 0; i-- {
 		vm.ends = append(vm.ends, now)
 	}
@@ -173,16 +175,21 @@ func (vm *VM) Since() time.Duration { return time.Since(vm.start) }
 // ErrExited is returned by Expect when QEMU ends before the pattern appears.
 var ErrExited = errors.New("qemu exited")
 
+// quiet is how long the console must stay silent before an unfinished line (a prompt)
+// is matched: a line still being printed must not match a pattern ending in $.
+const quiet = 150 * time.Millisecond
+
 // Expect waits until a line printed after the previous match matches re, and returns
 // the submatches. The line being printed (not yet ended by a newline, as a shell prompt)
-// counts too. It returns an error after timeout (scaled by PIBOOT_QEMU_SLOW) or when
-// QEMU exits first.
+// counts too once the console has been quiet for a moment. It returns an error after
+// timeout (scaled by PIBOOT_QEMU_SLOW) or when QEMU exits first.
 func (vm *VM) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error) {
 	deadline := time.NewTimer(scale(timeout))
 	defer deadline.Stop()
 	for {
 		vm.mu.Lock()
-		if m, end := matchLines(re, vm.out, vm.cursor); m != nil {
+		silent := time.Since(vm.last)
+		if m, end := matchLines(re, vm.out, vm.cursor, silent >= quiet || vm.exited); m != nil {
 			vm.cursor = end
 			vm.mu.Unlock()
 			return m, nil
@@ -192,8 +199,13 @@ func (vm *VM) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error)
 		if exited {
 			return nil, fmt.Errorf("waiting for /%s/: %w (%v)", re, ErrExited, vm.err)
 		}
+		var recheck <-chan time.Time
+		if silent < quiet {
+			recheck = time.After(quiet - silent)
+		}
 		select {
 		case <-change:
+		case <-recheck:
 		case <-deadline.C:
 			return nil, fmt.Errorf("waiting for /%s/: timeout after %s", re, scale(timeout))
 		}
@@ -201,13 +213,16 @@ func (vm *VM) Expect(re *regexp.Regexp, timeout time.Duration) ([]string, error)
 }
 
 // matchLines looks for re in the lines of out starting at from; it returns the
-// submatches and the offset just after the matched text.
-func matchLines(re *regexp.Regexp, out []byte, from int) ([]string, int) {
+// submatches and the offset just after the matched text. The last line, if not ended by
+// a newline, is only looked at when partial is set.
+func matchLines(re *regexp.Regexp, out []byte, from int, partial bool) ([]string, int) {
 	for from < len(out) {
 		line := out[from:]
 		next := len(out)
 		if i := bytes.IndexByte(line, '\n'); i >= 0 {
 			line, next = line[:i], from+i+1
+		} else if !partial {
+			break
 		}
 		if loc := re.FindSubmatchIndex(line); loc != nil {
 			m := make([]string, len(loc)/2)
