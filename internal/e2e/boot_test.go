@@ -265,6 +265,9 @@ func shellLs(t testing.TB, vm *qemu.VM, want string) {
 	if !strings.Contains(vm.Log()[strings.LastIndex(vm.Log(), "ls /dev"):], want) {
 		t.Fatalf("ls /dev does not list %s: %q", want, m[1])
 	}
+	if os.Getenv("PIBOOT_E2E_TIMELINE") != "" {
+		t.Logf("console:\n%s", vm.TimedLog())
+	}
 }
 
 func TestFailures(t *testing.T) {
