@@ -312,3 +312,19 @@ func TestFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestUSBStick boots from a USB stick behind xHCI with no SD card at all: neither
+// piboot.disk candidate exists, so the disk is chosen by its store label (DESIGN.md's
+// third rule) once the candidates had their chance.
+func TestUSBStick(t *testing.T) {
+	a := Build(t)
+	stick := filepath.Join(t.TempDir(), "stick.img")
+	MakeCard(t, stick, CardSpec{Size: gib}, a.Demo)
+	vm := qemu.Start(t, qemu.Config{Kernel: a.Kernel, Initrd: a.Initrd, Append: baseAppend,
+		Disks: []qemu.Disk{{Path: stick, Bus: qemu.USB}}})
+	vm.WaitFor(`^piboot-init: disk: /dev/sda \(store label\)`, bootWait)
+	vm.WaitFor(`^piboot-init: repart: created /dev/sda4 \("root", \d+ bytes, ext4\)`, bootWait)
+	vm.WaitFor(demoRE("/dev/sda4", 1), bootWait)
+	vm.Wait(bootWait)
+	sgdiskClean(t, stick)
+}
