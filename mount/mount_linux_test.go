@@ -1,0 +1,63 @@
+package mount
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/piboot/piboot/internal/testutil"
+)
+
+// TestRemoveSameDev frees an "initramfs" (a tmpfs) the way SwitchRoot does and checks
+// that nothing on other filesystems mounted inside it, above all the new root, is lost.
+func TestRemoveSameDev(t *testing.T) {
+	testutil.NeedRoot(t)
+	root := t.TempDir()
+	mnt := func(dir string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatalf("mount tmpfs on %s: %v", dir, err)
+		}
+		t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	}
+	mnt(root)
+	write := func(p string) {
+		t.Helper()
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(root, "init"))
+	write(filepath.Join(root, "lib/modules/6.1/kernel/x.ko"))
+	os.Symlink("../bbin/bb", filepath.Join(root, "ls"))
+	newRoot := filepath.Join(root, "sysroot")
+	mnt(newRoot)
+	write(filepath.Join(newRoot, "var/lib/keep"))
+	other := filepath.Join(root, "run")
+	mnt(other)
+	write(filepath.Join(other, "keep"))
+
+	var st unix.Stat_t
+	if err := unix.Stat(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeSameDev(root, st.Dev, newRoot); err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{"init", "lib", "ls"} {
+		if _, err := os.Lstat(filepath.Join(root, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s survived: %v", gone, err)
+		}
+	}
+	for _, kept := range []string{"sysroot/var/lib/keep", "run/keep"} {
+		if _, err := os.Stat(filepath.Join(root, kept)); err != nil {
+			t.Errorf("%s lost: %v", kept, err)
+		}
+	}
+}
