@@ -365,7 +365,7 @@ func (wr *writer) writeData() error {
 			if stop.Load() {
 				break
 			}
-			if err := wr.readFile(f, pool, submit, &frag, &nfrag); err != nil {
+			if err := wr.readFile(f, pool, submit, &frag, &nfrag, &stop); err != nil {
 				readErr = err
 				stop.Store(true)
 				break
@@ -428,7 +428,7 @@ func (wr *writer) place(j *job) error {
 }
 
 // readFile cuts f into blocks for the compressors and its tail into the open fragment.
-func (wr *writer) readFile(f *inode, pool *bufPool, submit func(*job), frag *[]byte, nfrag *int) error {
+func (wr *writer) readFile(f *inode, pool *bufPool, submit func(*job), frag *[]byte, nfrag *int, stop *atomic.Bool) error {
 	r, err := f.open()
 	if err != nil {
 		return err
@@ -442,6 +442,9 @@ func (wr *writer) readFile(f *inode, pool *bufPool, submit func(*job), frag *[]b
 	}
 	f.blocks = make([]uint32, nblocks)
 	for k := range nblocks {
+		if stop.Load() {
+			return nil // the writer failed: its error is the one reported
+		}
 		n := min(bs, f.size-k*bs)
 		buf := pool.get()[:n]
 		if _, err := io.ReadFull(r, buf); err != nil {
