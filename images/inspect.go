@@ -15,35 +15,39 @@ import (
 
 // Report is what Inspect finds in an image or on a disk.
 type Report struct {
-	Size       int64
-	SectorSize int
-	DiskGUID   string
-	Problems   []string // GPT copies found bad or stale
-	Partitions []PartReport
-	UKIs       []UKIReport
-	LoaderConf string
-	Loader     string // path of the default loader on the ESP, if present
+	Size       int64        `json:"size"`
+	SectorSize int          `json:"sector_size"`
+	DiskGUID   string       `json:"disk_guid"`
+	Problems   []string     `json:"problems,omitempty"` // GPT copies found bad or stale
+	Partitions []PartReport `json:"partitions,omitempty"`
+	UKIs       []UKIReport  `json:"ukis,omitempty"`
+	LoaderConf string       `json:"loader_conf,omitempty"`
+	Loader     string       `json:"loader,omitempty"` // path of the default loader on the ESP, if present
 }
 
 // PartReport describes one partition.
 type PartReport struct {
-	Index      int
-	Offset     int64
-	Size       int64
-	Type       string
-	UUID       string
-	Label      string
-	Flags      []string
-	Filesystem string // vfat, squashfs, ext4, xfs, empty, unknown
-	FSDetail   string // e.g. compression and used bytes, or the filesystem label
-	Version    string // the version in a label of the form name_<version>
+	Index      int      `json:"index"`
+	Offset     int64    `json:"offset"`
+	Size       int64    `json:"size,omitempty"`
+	Type       string   `json:"type,omitempty"`
+	UUID       string   `json:"uuid,omitempty"`
+	Label      string   `json:"label,omitempty"`
+	Flags      []string `json:"flags,omitempty"`
+	Filesystem string   `json:"filesystem,omitempty"` // vfat, squashfs, ext4, xfs, empty, unknown
+	FSDetail   string   `json:"fs_detail,omitempty"`  // e.g. compression and used bytes, or the filesystem label
+	Version    string   `json:"version,omitempty"`    // the version in a label of the form name_<version>
 }
 
 // UKIReport describes a UKI found on the ESP.
 type UKIReport struct {
-	Path, Version, ImageID, Uname, Cmdline string
-	Size                                   int64
-	ChecksumOK                             bool
+	Path       string `json:"path"`
+	Version    string `json:"version,omitempty"`
+	ImageID    string `json:"image_id,omitempty"`
+	Uname      string `json:"uname,omitempty"`
+	Cmdline    string `json:"cmdline,omitempty"`
+	Size       int64  `json:"size,omitempty"`
+	ChecksumOK bool   `json:"checksum_ok"`
 }
 
 // Inspect reads the GPT of r (size bytes), identifies each partition's filesystem and

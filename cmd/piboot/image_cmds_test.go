@@ -98,6 +98,10 @@ func TestUKIBuildInspectCommands(t *testing.T) {
 	if code != 0 {
 		t.Errorf("piboot inspect: exit %d", code)
 	}
+	code, out = captureImage(t, func() int { return runInspect([]string{"-json", img}) })
+	if code != 0 || !strings.Contains(out, `"label": "nix-store_v7"`) || !strings.Contains(out, `"filesystem": "squashfs"`) {
+		t.Errorf("piboot inspect -json: exit %d\n%s", code, out)
+	}
 	// A bad setting is an error naming it.
 	code, out = captureImage(t, func() int {
 		return runBuild([]string{"-c", conf, "-o", outDir, "--set", "Image.Colour=red"})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +17,7 @@ func init() {
 
 func runInspect(args []string) int {
 	fs := newFlagSet("inspect", "IMAGE|DEVICE|UKI.efi")
+	asJSON := fs.Bool("json", false, "print the image's report as JSON")
 	fs.Parse(args)
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -39,6 +41,14 @@ func runInspect(args []string) int {
 	rep, err := images.Inspect(f, size)
 	if err != nil {
 		return fail("inspect", fmt.Errorf("%s: %w", name, err))
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return fail("inspect", err)
+		}
+		return 0
 	}
 	fmt.Printf("%s\n", name)
 	rep.Format(os.Stdout)
