@@ -11,10 +11,12 @@ export PIBOOT_CACHE := $(CACHE)
 
 all: image
 
-# deps: Debian packages for the tests, and Debian's kernel and systemd-boot for $(ARCH).
+# deps: Debian packages for the tests, and Debian's kernels and systemd-boot for arm64 (the
+# default image) and amd64 (x86-64 UKIs and OVMF boots in the tests).
 deps:
 	@scripts/deps.sh host
-	@scripts/deps.sh arch $(ARCH)
+	@scripts/deps.sh arch arm64
+	@scripts/deps.sh arch amd64
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
