@@ -8,6 +8,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"unsafe"
 )
 
 // device is the partition being formatted: writes, optional reads back, and the bookkeeping
@@ -37,6 +38,17 @@ const offloadMin = 1 << 20
 // dirtyChunksBeforeBlind is how many consecutive chunks without a zero sector make
 // ensureZero stop reading and zero the rest of a range.
 const dirtyChunksBeforeBlind = 4
+
+// directAlign is the alignment of O_DIRECT reads: offsets, lengths and memory. Sectors of
+// 4096 bytes need it; reads at 512-byte offsets fall back to buffered ones.
+const directAlign = 4096
+
+// alignedBuffer returns n bytes starting at a directAlign boundary.
+func alignedBuffer(n int) []byte {
+	b := make([]byte, n+directAlign)
+	skip := (directAlign - int(uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign)) % directAlign
+	return b[skip : skip+n : skip+n]
+}
 
 // zeroChunk is a read-only chunk of zero bytes, allocated on first use so that programs
 // that link this package but never format pay nothing.
@@ -148,7 +160,7 @@ func (d *device) ensureZero(off, n int64) error {
 		run = [2]int64{}
 		return err
 	}
-	buf := make([]byte, chunk)
+	buf := alignedBuffer(chunk)
 	g := int64(d.gran)
 	dirtyRun := 0
 	for _, rg := range ranges {

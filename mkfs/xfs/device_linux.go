@@ -133,3 +133,50 @@ func flushBuffers(r io.ReaderAt) error {
 	}
 	return nil
 }
+
+// directReader reads a block device with O_DIRECT through a second descriptor: no page cache
+// to fill and copy from (reads of a zeroed card run at the device's speed), and nothing
+// cached to be stale. Reads it cannot serve aligned fall back to r. Returns r itself when
+// r is not a block device or O_DIRECT is not available.
+func directReader(r io.ReaderAt) (io.ReaderAt, func()) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return r, func() {}
+	}
+	st, err := f.Stat()
+	if err != nil || st.Mode()&os.ModeDevice == 0 || st.Mode()&os.ModeCharDevice != 0 {
+		return r, func() {}
+	}
+	fd, err := unix.Open(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return r, func() {}
+	}
+	d := &direct{fd: fd, fallback: r}
+	return d, func() { unix.Close(fd) }
+}
+
+type direct struct {
+	fd       int
+	fallback io.ReaderAt
+}
+
+func (d *direct) ReadAt(b []byte, off int64) (int, error) {
+	if uintptr(unsafe.Pointer(unsafe.SliceData(b)))%directAlign != 0 || off%directAlign != 0 || len(b)%directAlign != 0 {
+		return d.fallback.ReadAt(b, off)
+	}
+	n := 0
+	for n < len(b) {
+		m, err := unix.Pread(d.fd, b[n:], off+int64(n))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, io.EOF
+		}
+		n += m
+	}
+	return n, nil
+}

@@ -136,6 +136,9 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 		if err := flushBuffers(r); err != nil {
 			return fmt.Errorf("xfs: %w", err)
 		}
+		var done func()
+		d.r, done = directReader(r)
+		defer done()
 	}
 	// Sectors we write anyway need no zeroing first, except the primary superblock's: the old
 	// one must be gone before anything else changes.
