@@ -33,7 +33,8 @@
 //
 // Reading needs an io.ReaderAt for the same bytes: the writer itself if it is one (an *os.File),
 // or Options.Reader. Without one Format writes all zeros, like mkfs.xfs. On a regular file,
-// holes are skipped without reading (SEEK_DATA).
+// holes are skipped without reading (SEEK_DATA); a block device is read with O_DIRECT, so
+// what is read is what the device holds, not what its page cache remembers.
 //
 // # Commit order
 //
