@@ -37,6 +37,20 @@ func undoMounts() {
 }
 
 func doMount(dev, target, fstype string, flags uintptr, data, what string) error {
+	if fstype == "" {
+		f, err := os.Open(dev)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		fstype, err = mount.ProbeFS(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %s: %w", what, dev, err)
+		}
+	}
+	if modules != nil {
+		modules.ensureFS(fstype)
+	}
 	want := fstype
 	fstype, err := mount.Mount(dev, target, fstype, flags, data)
 	if err != nil {
@@ -81,7 +95,12 @@ func boot(attempt int) error {
 	if attempt == 1 {
 		logf("start", "/dev /proc /sys /run mounted")
 	}
-	mods := startModules()
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return err
+	}
+	cfg, cfgErr := parseCmdline(string(b))
+	mods := startModules(keepFS(cfg, cfgErr))
 	if efi {
 		if err := mountEFIVars(mods); err != nil {
 			logf("start", "no EFI variables: %v", err)
@@ -90,13 +109,8 @@ func boot(attempt int) error {
 			logf("start", "efivarfs mounted")
 		}
 	}
-	b, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		return err
-	}
-	cfg, err := parseCmdline(string(b))
-	if err != nil {
-		return err
+	if cfgErr != nil {
+		return cfgErr
 	}
 
 	// The boot disk.
@@ -277,6 +291,37 @@ func runRepart(devPath string) ([]repart.Definition, *gpt.Table, error) {
 	}
 	logf("repart", "done in %d ms", time.Since(t0).Milliseconds())
 	return defs, layout.New, nil
+}
+
+// keepFS decides which filesystem modules load eagerly: those piboot-init mounts (the
+// store's squashfs, the ESP's FAT with its code pages, efivarfs and the root's Format=
+// from /etc/repart.d). Without a root Format= (probed at mount time) or a usable command
+// line, all of them.
+func keepFS(cfg config, cfgErr error) func(string) bool {
+	all := func(string) bool { return true }
+	if cfgErr != nil {
+		return all
+	}
+	defs, err := repart.ParseDir(initrd.RepartDir, runtime.GOARCH)
+	if err != nil {
+		return all
+	}
+	root := ""
+	for _, d := range defs {
+		if d.Label == cfg.Root && d.Format != "" {
+			root = d.Format
+		}
+	}
+	if root == "" {
+		return all
+	}
+	return func(fs string) bool {
+		switch fs {
+		case "squashfs", "fat", "nls", "efivarfs", root:
+			return true
+		}
+		return false
+	}
 }
 
 // formatOf is the Format= of the definition that labels the partition, or "" (probe).

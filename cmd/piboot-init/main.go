@@ -45,6 +45,9 @@ func safeShell() {
 			time.Sleep(time.Second) // no busy loop if it keeps failing
 		}
 	}()
+	if modules != nil {
+		modules.loadAll()
+	}
 	emergencyShell("leave the shell (exit) to retry the boot")
 }
 

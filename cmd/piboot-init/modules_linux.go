@@ -18,11 +18,28 @@ import (
 
 // moduleLoader loads the initramfs's modules in the background: disk discovery, which
 // waits for SD and USB devices to probe anyway, runs while the filesystem and network
-// modules load. Mounting waits for all of them.
+// modules load. Mounting waits for all of them. Filesystem modules this boot does not
+// mount (xfs under an ext4 root, say) are deferred: loaded on demand (ensureFS) or before
+// the emergency shell, so they cost nothing on a normal boot.
 type moduleLoader struct {
 	done     chan struct{}
 	err      error     // set before done closes
 	finished time.Time // likewise
+
+	dir  string
+	jobs []*modJob // in list order: dependencies first
+	// keepFS says whether modules under kernel/fs/<name>/ load eagerly.
+	keepFS func(name string) bool
+
+	mu sync.Mutex // serializes on-demand loading
+}
+
+type modJob struct {
+	path     string
+	deps     []string
+	deferred bool
+	loaded   bool
+	done     chan struct{} // closed once an eager module was tried
 }
 
 // finishedBefore reports whether loading had ended by t.
@@ -38,11 +55,11 @@ func (m *moduleLoader) finishedBefore(t time.Time) bool {
 var modules *moduleLoader
 
 // startModules starts loading once per boot of the machine (a retried attempt reuses it).
-func startModules() *moduleLoader {
+func startModules(keepFS func(string) bool) *moduleLoader {
 	if modules != nil {
 		return modules
 	}
-	modules = &moduleLoader{done: make(chan struct{})}
+	modules = &moduleLoader{done: make(chan struct{}), keepFS: keepFS}
 	go func() {
 		defer close(modules.done)
 		defer func() { modules.finished = time.Now() }()
@@ -51,9 +68,19 @@ func startModules() *moduleLoader {
 				modules.err = fmt.Errorf("modules: internal error: %v", r)
 			}
 		}()
-		modules.err = loadModules()
+		modules.err = modules.load()
 	}()
 	return modules
+}
+
+// fsOf names the filesystem directory of a module under kernel/fs ("" for others).
+func fsOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "kernel/fs/")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	return strings.TrimSuffix(name, ".ko")
 }
 
 // mountEFIVars mounts efivarfs as soon as its module is in: it retries while the
@@ -72,25 +99,25 @@ func mountEFIVars(m *moduleLoader) error {
 	}
 }
 
-// wait blocks until every module was tried.
+// wait blocks until every eager module was tried.
 func (m *moduleLoader) wait() error {
 	<-m.done
 	return m.err
 }
 
-// loadModules loads the modules listed in the initramfs's load list. Each line names a
-// module and the modules it needs first; independent modules load in parallel, one per
-// CPU (the kernel verifies and relocates each, which takes a while on a Pi). A module
-// that fails to load is reported and skipped: the disk may still be found without it,
-// and if not, the error about the missing disk or filesystem follows.
-func loadModules() error {
+// load reads the initramfs's load list: each line names a module and the modules it
+// needs first. Eager modules load in parallel, one per CPU, each after its
+// dependencies (the kernel verifies and relocates each, which takes a while on a Pi). A
+// module that fails to load is reported and skipped: the disk may still be found without
+// it, and if not, the error about the missing disk or filesystem follows.
+func (m *moduleLoader) load() error {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return err
 	}
 	release := unix.ByteSliceToString(uts.Release[:])
-	dir := filepath.Join(initrd.ModulesDir, release)
-	list := filepath.Join(dir, initrd.LoadList)
+	m.dir = filepath.Join(initrd.ModulesDir, release)
+	list := filepath.Join(m.dir, initrd.LoadList)
 	b, err := os.ReadFile(list)
 	if errors.Is(err, os.ErrNotExist) {
 		others, _ := filepath.Glob(filepath.Join(initrd.ModulesDir, "*", initrd.LoadList))
@@ -103,45 +130,69 @@ func loadModules() error {
 	if err != nil {
 		return err
 	}
-	type job struct {
-		path string
-		deps []string
-		done chan struct{}
-	}
-	var jobs []*job
-	byPath := map[string]*job{}
+	byPath := map[string]*modJob{}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		j := &job{path: f[0], deps: f[1:], done: make(chan struct{})}
-		jobs = append(jobs, j)
+		j := &modJob{path: f[0], deps: f[1:], done: make(chan struct{})}
+		m.jobs = append(m.jobs, j)
 		byPath[j.path] = j
+	}
+	// Eager: every module except unneeded filesystems, plus whatever those need.
+	eager := map[string]bool{}
+	var need func(p string)
+	need = func(p string) {
+		if eager[p] {
+			return
+		}
+		eager[p] = true
+		if j := byPath[p]; j != nil {
+			for _, d := range j.deps {
+				need(d)
+			}
+		}
+	}
+	for _, j := range m.jobs {
+		if fs := fsOf(j.path); fs == "" || m.keepFS == nil || m.keepFS(fs) {
+			need(j.path)
+		}
+	}
+	var deferred []string
+	for _, j := range m.jobs {
+		if !eager[j.path] {
+			j.deferred = true
+			deferred = append(deferred, filepath.Base(j.path))
+		}
 	}
 	t0 := time.Now()
 	var mu sync.Mutex
 	n, failed, skipped := 0, 0, 0
 	sem := make(chan struct{}, runtime.NumCPU())
 	var wg sync.WaitGroup
-	for _, j := range jobs {
+	for _, j := range m.jobs {
+		if j.deferred {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(j.done)
 			for _, d := range j.deps {
-				if dj := byPath[d]; dj != nil {
+				if dj := byPath[d]; dj != nil && !dj.deferred {
 					<-dj.done
 				}
 			}
 			sem <- struct{}{}
-			err := finitModule(filepath.Join(dir, j.path))
+			err := finitModule(filepath.Join(m.dir, j.path))
 			<-sem
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
 				n++
+				j.loaded = true
 			case errors.Is(err, unix.ENODEV):
 				// The module's init found nothing to drive (efivarfs without UEFI).
 				skipped++
@@ -152,8 +203,75 @@ func loadModules() error {
 		}()
 	}
 	wg.Wait()
-	logf("modules", "loaded %d in %d ms (%d not needed here, %d failed)", n, time.Since(t0).Milliseconds(), skipped, failed)
+	extra := ""
+	if len(deferred) > 0 {
+		extra = "; loaded when needed: " + strings.Join(deferred, " ")
+	}
+	logf("modules", "loaded %d in %d ms (%d not needed here, %d failed%s)", n, time.Since(t0).Milliseconds(), skipped, failed, extra)
 	return nil
+}
+
+// ensureFS loads the deferred module of filesystem fstype and its deferred
+// dependencies, in list order, if it has not been loaded yet.
+func (m *moduleLoader) ensureFS(fstype string) {
+	if err := m.wait(); err != nil {
+		return
+	}
+	m.loadDeferred(func(j *modJob) bool { return initrd.ModName(j.path) == fstype }, fstype)
+}
+
+// loadAll loads every deferred module (before the emergency shell: a person there may
+// want any filesystem).
+func (m *moduleLoader) loadAll() {
+	select {
+	case <-m.done:
+	default:
+		return // still loading; the deferred ones are few
+	}
+	m.loadDeferred(func(*modJob) bool { return true }, "the emergency shell")
+}
+
+func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	byPath := map[string]*modJob{}
+	for _, j := range m.jobs {
+		byPath[j.path] = j
+	}
+	todo := map[string]bool{}
+	var need func(p string)
+	need = func(p string) {
+		j := byPath[p]
+		if j == nil || !j.deferred || j.loaded || todo[p] {
+			return
+		}
+		todo[p] = true
+		for _, d := range j.deps {
+			need(d)
+		}
+	}
+	for _, j := range m.jobs {
+		if j.deferred && !j.loaded && want(j) {
+			need(j.path)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	t0 := time.Now()
+	var names []string
+	for _, j := range m.jobs { // list order: dependencies first
+		if !todo[j.path] {
+			continue
+		}
+		if err := finitModule(filepath.Join(m.dir, j.path)); err != nil && !errors.Is(err, unix.ENODEV) {
+			logf("modules", "%s: %v", j.path, err)
+			continue
+		}
+		j.loaded = true
+		names = append(names, filepath.Base(j.path))
+	}
+	logf("modules", "for %s: %s in %d ms", why, strings.Join(names, " "), time.Since(t0).Milliseconds())
 }
 
 func finitModule(path string) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/initrd"
 	"github.com/piboot/piboot/internal/qemu"
 	"github.com/piboot/piboot/internal/testutil"
 )
@@ -327,4 +328,47 @@ func TestUSBStick(t *testing.T) {
 	vm.WaitFor(demoRE("/dev/sda4", 1), bootWait)
 	vm.Wait(bootWait)
 	sgdiskClean(t, stick)
+}
+
+// TestXFSRoot boots an initramfs whose repart.d formats root as xfs: ext4 is then the
+// filesystem module left for later, xfs loads up front, and the host's xfs_repair finds
+// the new root clean.
+func TestXFSRoot(t *testing.T) {
+	testutil.Need(t, "xfs_repair", "losetup")
+	testutil.NeedRoot(t)
+	a := Build(t)
+	_, modules := testutil.Kernel(t, "arm64")
+	bb, err := initrd.Busybox("arm64", initrd.ShellCommands, filepath.Join(testutil.Cache(), "arm64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	xa := a
+	xa.Initrd = filepath.Join(t.TempDir(), "initrd-xfs.cpio.zst")
+	if _, err := initrd.BuildFile(xa.Initrd, initrd.Config{
+		Init: filepath.Join(filepath.Dir(a.Initrd), "piboot-init"), Busybox: bb, BusyboxCommands: initrd.ShellCommands,
+		ModuleTree: modules, Modules: initrd.DefaultModules["arm64"],
+		RepartD: map[string][]byte{"50-root.conf": []byte("[Partition]\nType=root\nFormat=xfs\nLabel=root\nWeight=1000\n")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	card := filepath.Join(t.TempDir(), "card.img")
+	MakeCard(t, card, CardSpec{Size: gib}, a.Demo)
+	vm := boot(t, xa, "", card)
+	vm.WaitFor(`^piboot-init: modules: loaded \d+ in \d+ ms \(.*; loaded when needed: jbd2.ko mbcache.ko ext4.ko\)$`, bootWait)
+	vm.WaitFor(`^piboot-init: repart: created /dev/mmcblk0p4 \("root", \d+ bytes, xfs\)`, bootWait)
+	vm.WaitFor(`^piboot-init: mount: /dev/mmcblk0p4 \(root, xfs\) on /$`, bootWait)
+	vm.WaitFor(demoRE("/dev/mmcblk0p4", 1), bootWait)
+	vm.Wait(bootWait)
+	sgdiskClean(t, card)
+	root := readTable(t, card).Partition(4)
+	out, err := exec.Command("losetup", "-f", "--show", "-r", "-o", strconv.FormatUint(root.FirstLBA*512, 10),
+		"--sizelimit", strconv.FormatInt(root.Size(512), 10), card).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", loop).Run()
+	if b, err := exec.Command("xfs_repair", "-n", loop).CombinedOutput(); err != nil {
+		t.Fatalf("xfs_repair -n: %v\n%s", err, b)
+	}
 }
