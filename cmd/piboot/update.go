@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -65,6 +66,11 @@ func runUpdate(args []string) int {
 		if u.Source, err = sysupdate.OpenSource(*source); err != nil {
 			return fail("update", err)
 		}
+	}
+	// The install is a three-stage pipeline (download and hash, decompress, write): give
+	// it three threads even on a two-core machine, or a busy core stalls all of it.
+	if runtime.GOMAXPROCS(0) < 3 {
+		runtime.GOMAXPROCS(3)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
