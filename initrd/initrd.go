@@ -15,14 +15,16 @@ import (
 	"strings"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/piboot/piboot/initrd/layout"
 )
 
-// Paths inside the initramfs that piboot-init relies on.
+// Paths inside the initramfs that piboot-init relies on (see package layout).
 const (
-	ModulesDir = "/lib/modules" // + /<kernel version>/<relative path>, and the load list
-	RepartDir  = "/etc/repart.d"
-	BusyboxBin = "/bbin/bb"
-	ShellPath  = "/bin/gosh"
+	ModulesDir = layout.ModulesDir
+	RepartDir  = layout.RepartDir
+	BusyboxBin = layout.BusyboxBin
+	ShellPath  = layout.ShellPath
 )
 
 // DefaultRootConf is the seed's first-boot definition: the root partition takes the rest

@@ -14,12 +14,12 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/piboot/piboot/initrd/layout"
 )
 
-// LoadList is the file in the initramfs that lists the modules piboot-init loads, one
-// per line, dependencies first: the module's path relative to the module directory,
-// then (separated by spaces) the paths of the modules it needs loaded before it.
-const LoadList = "piboot.load"
+// LoadList is the module load list (see package layout).
+const LoadList = layout.LoadList
 
 // ModInfo is what a module's .modinfo section says about loading it.
 type ModInfo struct {
@@ -31,14 +31,7 @@ type ModInfo struct {
 }
 
 // ModName normalizes a module name or file name the way the kernel does ('-' is '_').
-func ModName(s string) string {
-	s = filepath.Base(s)
-	for _, ext := range []string{".zst", ".xz", ".gz"} {
-		s = strings.TrimSuffix(s, ext)
-	}
-	s = strings.TrimSuffix(s, ".ko")
-	return strings.ReplaceAll(s, "-", "_")
-}
+func ModName(s string) string { return layout.ModName(s) }
 
 // readModule returns the uncompressed bytes of a .ko, .ko.zst or .ko.xz file.
 func readModule(path string) ([]byte, error) {

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/piboot/piboot/gpt"
-	"github.com/piboot/piboot/initrd"
+	"github.com/piboot/piboot/initrd/layout"
 	"github.com/piboot/piboot/mkfs"
 	"github.com/piboot/piboot/mount"
 	"github.com/piboot/piboot/repart"
@@ -239,7 +239,7 @@ func boot(attempt int) error {
 // now on the disk.
 func runRepart(devPath string) ([]repart.Definition, *gpt.Table, error) {
 	t0 := time.Now()
-	defs, err := repart.ParseDir(initrd.RepartDir, runtime.GOARCH)
+	defs, err := repart.ParseDir(layout.RepartDir, runtime.GOARCH)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -302,7 +302,7 @@ func keepFS(cfg config, cfgErr error) func(string) bool {
 	if cfgErr != nil {
 		return all
 	}
-	defs, err := repart.ParseDir(initrd.RepartDir, runtime.GOARCH)
+	defs, err := repart.ParseDir(layout.RepartDir, runtime.GOARCH)
 	if err != nil {
 		return all
 	}

@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/piboot/piboot/initrd"
+	"github.com/piboot/piboot/initrd/layout"
 	"github.com/piboot/piboot/mount"
 )
 
@@ -116,11 +116,11 @@ func (m *moduleLoader) load() error {
 		return err
 	}
 	release := unix.ByteSliceToString(uts.Release[:])
-	m.dir = filepath.Join(initrd.ModulesDir, release)
-	list := filepath.Join(m.dir, initrd.LoadList)
+	m.dir = filepath.Join(layout.ModulesDir, release)
+	list := filepath.Join(m.dir, layout.LoadList)
 	b, err := os.ReadFile(list)
 	if errors.Is(err, os.ErrNotExist) {
-		others, _ := filepath.Glob(filepath.Join(initrd.ModulesDir, "*", initrd.LoadList))
+		others, _ := filepath.Glob(filepath.Join(layout.ModulesDir, "*", layout.LoadList))
 		if len(others) > 0 {
 			return fmt.Errorf("modules: this initramfs holds modules for %s, but the kernel is %s", filepath.Base(filepath.Dir(others[0])), release)
 		}
@@ -217,7 +217,7 @@ func (m *moduleLoader) ensureFS(fstype string) {
 	if err := m.wait(); err != nil {
 		return
 	}
-	m.loadDeferred(func(j *modJob) bool { return initrd.ModName(j.path) == fstype }, fstype)
+	m.loadDeferred(func(j *modJob) bool { return layout.ModName(j.path) == fstype }, fstype)
 }
 
 // loadAll loads every deferred module (before the emergency shell: a person there may
