@@ -40,7 +40,13 @@ func run() error {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			p := filepath.Join(filepath.Dir(l), sc.Text())
+			// Each line is a module's path, then the paths it depends on; the list
+			// is in dependency order, so loading first fields in turn suffices.
+			fields := strings.Fields(sc.Text())
+			if len(fields) == 0 {
+				continue
+			}
+			p := filepath.Join(filepath.Dir(l), fields[0])
 			m, err := os.Open(p)
 			if err != nil {
 				return err
