@@ -270,7 +270,8 @@ func (vm *VM) WaitExit(timeout time.Duration) error {
 	select {
 	case <-vm.done:
 	case <-time.After(scale(timeout)):
-		return fmt.Errorf("still running after %s", scale(timeout))
+		return fmt.Errorf("still running after %s (console silent for %s)\n%s", scale(timeout),
+			vm.silence().Round(time.Millisecond), procState(vm.cmd.Process.Pid))
 	}
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
@@ -278,6 +279,51 @@ func (vm *VM) WaitExit(timeout time.Duration) error {
 		return fmt.Errorf("exited with %v", vm.err)
 	}
 	return nil
+}
+
+// silence is how long the console has printed nothing.
+func (vm *VM) silence() time.Duration {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.last.IsZero() {
+		return time.Since(vm.start)
+	}
+	return time.Since(vm.last)
+}
+
+// procState describes what each QEMU thread is doing on the host, to tell a guest that
+// hangs (threads running or sleeping in poll) from QEMU stuck in the host kernel (state D,
+// e.g. flushing the card image at exit).
+func procState(pid int) string {
+	var b strings.Builder
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+	for _, task := range tasks {
+		stat, _ := os.ReadFile(filepath.Join(task, "stat"))
+		wchan, _ := os.ReadFile(filepath.Join(task, "wchan"))
+		// Fields after the command name, which may hold spaces ("CPU 0/TCG"): state first,
+		// utime and stime 11 and 12 further on (proc(5)).
+		var f []string
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 {
+			f = strings.Fields(string(stat[i+1:]))
+		}
+		state := "?"
+		if len(f) > 0 {
+			state = f[0]
+		}
+		comm, _ := os.ReadFile(filepath.Join(task, "comm"))
+		fmt.Fprintf(&b, "qemu: host thread %s (%s): state %s, wchan %s", filepath.Base(task),
+			strings.TrimSpace(string(comm)), state, strings.TrimSpace(string(wchan)))
+		if len(f) > 12 {
+			fmt.Fprintf(&b, ", utime %s stime %s ticks", f[11], f[12])
+		}
+		if state == "D" {
+			if stack, err := os.ReadFile(filepath.Join(task, "stack")); err == nil {
+				fmt.Fprintf(&b, "\n%s", strings.TrimSpace(string(stack)))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // Kill stops QEMU if it still runs and waits until it is gone, so that its disk images
