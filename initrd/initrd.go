@@ -116,7 +116,7 @@ func Assemble(cfg Config) (*Archive, Stats, error) {
 		rel := func(f string) string {
 			return strings.TrimSuffix(strings.TrimSuffix(filepath.ToSlash(f), ".zst"), ".xz")
 		}
-		var list strings.Builder
+		var list, aliases strings.Builder
 		for _, m := range mods {
 			b, err := readModule(filepath.Join(t.Dir, m.File))
 			if err != nil {
@@ -131,8 +131,25 @@ func Assemble(cfg Config) (*Archive, Stats, error) {
 			}
 			list.WriteString("\n")
 			st.Modules = append(st.Modules, rel(m.File))
+			mi, err := ParseModInfo(b)
+			if err != nil {
+				return nil, st, fmt.Errorf("%s: %w", filepath.Join(t.Dir, m.File), err)
+			}
+			name := mi.Name
+			if name == "" {
+				name = ModName(m.File)
+			}
+			for _, p := range mi.Patterns {
+				if strings.ContainsAny(p, " \t\n") {
+					return nil, st, fmt.Errorf("%s: alias %q contains white space", filepath.Join(t.Dir, m.File), p)
+				}
+				fmt.Fprintf(&aliases, "alias %s %s\n", p, name)
+			}
 		}
 		if err := a.Bytes(path.Join(base, LoadList), []byte(list.String()), 0o644); err != nil {
+			return nil, st, err
+		}
+		if err := a.Bytes(path.Join(base, layout.AliasList), []byte(aliases.String()), 0o644); err != nil {
 			return nil, st, err
 		}
 	}

@@ -163,3 +163,53 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestModulesAlias builds an initramfs with Debian's arm64 modules and compares the
+// modules.alias it ships with what modinfo(8) reads from each original module.
+func TestModulesAlias(t *testing.T) {
+	testutil.Need(t, "zstd", "cpio", "modinfo")
+	_, modules := testutil.Kernel(t, "arm64")
+	dir := t.TempDir()
+	init := filepath.Join(dir, "init")
+	os.WriteFile(init, []byte("#!/bin/false\n"), 0o755)
+	var b bytes.Buffer
+	st, err := Build(&b, Config{Init: init, ModuleTree: modules, Modules: DefaultModules["arm64"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o755)
+	cmd := exec.Command("sh", "-c", "zstd -dc | cpio -idm --quiet --no-absolute-filenames")
+	cmd.Dir, cmd.Stdin = out, &b
+	if o, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("unpack: %v\n%s", err, o)
+	}
+	got, err := os.ReadFile(filepath.Join(out, ModulesDir, st.KernelVersion, "modules.alias"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := OpenModuleTree(modules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for _, m := range st.Modules {
+		src := filepath.Join(tree.Dir, tree.files[ModName(m)])
+		o, err := exec.Command("modinfo", "-F", "alias", src).Output()
+		if err != nil {
+			t.Fatalf("modinfo %s: %v", src, err)
+		}
+		for _, a := range strings.Fields(string(o)) {
+			want.WriteString("alias " + a + " " + ModName(m) + "\n")
+		}
+	}
+	if string(got) != want.String() {
+		t.Fatalf("modules.alias differs from modinfo:\n got %d bytes\nwant %d bytes", len(got), want.Len())
+	}
+	for _, l := range []string{"alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\n", "alias of:N*T*Cbrcm,bcm2711-emmc2 sdhci_iproc\n",
+		"alias usb:v*p*d*dc*dsc*dp*ic08isc06ip50in* usb_storage\n", "alias fs-ext4 ext4\n"} {
+		if !strings.Contains(string(got), l) {
+			t.Errorf("modules.alias lacks %q", l)
+		}
+	}
+}

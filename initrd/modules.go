@@ -28,6 +28,9 @@ type ModInfo struct {
 	Pre     []string // softdep pre: loaded first when present
 	Post    []string // softdep post: loaded after when present
 	Aliases []string // alias= without wildcards
+	// Patterns are all alias= values as written, wildcards included (modalias patterns
+	// such as "pci:v00001AF4d*sv*sd*bc*sc*i*", and names such as "fs-ext4").
+	Patterns []string
 }
 
 // ModName normalizes a module name or file name the way the kernel does ('-' is '_').
@@ -107,6 +110,7 @@ func ParseModInfo(ko []byte) (ModInfo, error) {
 				}
 			}
 		case "alias":
+			mi.Patterns = append(mi.Patterns, v)
 			if !strings.ContainsAny(v, "*?[:") {
 				mi.Aliases = append(mi.Aliases, ModName(v))
 			}
@@ -292,12 +296,14 @@ func (t *ModuleTree) ResolveDeps(names []string) ([]Module, error) {
 // DefaultModules are the modules a Raspberry Pi 4 and QEMU's virt machine need to find
 // and mount a piboot disk: SD (sdhci-iproc, sdhci-pci), USB storage behind xHCI, virtio
 // disks and network, the filesystems (squashfs, ext4, xfs, vfat with its code pages) and
-// efivarfs. crc32c is named because ext4 and xfs ask the crypto API for it at mount time
+// efivarfs (and, on amd64, where it is a module, mmc_block for SD cards). Device
+// drivers among them load at boot only when a device's modalias matches (see
+// layout.AliasList); the rest load by name. crc32c is named because ext4 and xfs ask the crypto API for it at mount time
 // and the initramfs has no modprobe to load it on demand. efivarfs comes first: under
 // UEFI, finding the disk starts with LoaderDevicePartUUID, which needs it mounted.
 var DefaultModules = map[string][]string{
 	"arm64": {"efivarfs", "sdhci-iproc", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod",
 		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"},
-	"amd64": {"efivarfs", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod", "ahci", "nvme",
+	"amd64": {"efivarfs", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod", "ahci", "nvme", "mmc_block",
 		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"},
 }

@@ -69,8 +69,13 @@ type Options struct {
 	Candidates []string
 	// Timeout bounds the wait for late devices (default 10 s); Settle is how long
 	// candidates keep priority over other labelled disks while some are still missing
-	// (default 2 s, at most Timeout); Poll is the rescan interval (default 20 ms).
+	// (default 2 s, at most Timeout); Poll is the rescan interval (default 20 ms, or
+	// 250 ms with Changed).
 	Timeout, Settle, Poll time.Duration
+	// Changed, when set, receives a value whenever block devices may have changed (a
+	// uevent of the block subsystem): the scan waits for it instead of polling, so a disk
+	// is looked at as soon as the kernel adds it. Poll then only covers a lost event.
+	Changed <-chan struct{}
 	// Start is when Timeout and Settle begin to count (default: now); a caller that was
 	// still loading drivers when it first looked passes the time they were all in.
 	Start     time.Time
@@ -226,6 +231,9 @@ func FindBootDisk(o Options) (*Found, error) {
 	}
 	if o.Poll <= 0 {
 		o.Poll = 20 * time.Millisecond
+		if o.Changed != nil {
+			o.Poll = 250 * time.Millisecond
+		}
 	}
 	if o.ReadTable == nil {
 		o.ReadTable = ReadGPT("/dev")
@@ -283,7 +291,37 @@ func FindBootDisk(o Options) (*Found, error) {
 			}
 			return nil, fmt.Errorf("%s after %s (seen: %s)", what, o.Timeout, describe(disks))
 		}
-		o.sleep(o.Poll)
+		o.wait(nextWait(&o, elapsed))
+	}
+}
+
+// nextWait is how long to wait before the next scan: the poll interval, but never past
+// the end of the settle period or the timeout, when the rules change.
+func nextWait(o *Options, elapsed time.Duration) time.Duration {
+	d := o.Poll
+	if rem := o.Settle - elapsed; rem > 0 && rem < d {
+		d = rem
+	}
+	if rem := o.Timeout - elapsed; rem < d {
+		d = rem
+	}
+	if d < 0 {
+		d = 0
+	}
+	return d
+}
+
+// wait sleeps for d, or less when Changed fires.
+func (o *Options) wait(d time.Duration) {
+	if o.Changed == nil {
+		o.sleep(d)
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-o.Changed:
+	case <-t.C:
 	}
 }
 

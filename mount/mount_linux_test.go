@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -60,4 +61,41 @@ func TestRemoveSameDev(t *testing.T) {
 			t.Errorf("%s lost: %v", kept, err)
 		}
 	}
+}
+
+// TestUevents has the kernel send a synthetic "change" uevent for /dev/null and reads
+// it from the netlink socket.
+func TestUevents(t *testing.T) {
+	testutil.NeedRoot(t)
+	c, err := OpenUevents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Uevent, 1)
+	go func() {
+		for {
+			e, err := c.Read()
+			if err != nil {
+				close(got)
+				return
+			}
+			if e.DevPath == "/devices/virtual/mem/null" && e.Action == "change" {
+				got <- e
+				return
+			}
+		}
+	}()
+	if err := os.WriteFile("/sys/devices/virtual/mem/null/uevent", []byte("change"), 0o200); err != nil {
+		c.Close()
+		t.Skipf("cannot trigger a uevent here: %v", err)
+	}
+	select {
+	case e, ok := <-got:
+		if !ok || e.Subsystem != "mem" || e.Env["DEVNAME"] != "null" {
+			t.Fatalf("uevent = %+v, %v", e, ok)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no uevent for /dev/null within 60 s")
+	}
+	c.Close()
 }

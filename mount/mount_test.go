@@ -296,3 +296,61 @@ func TestReadGPT(t *testing.T) {
 		t.Fatalf("wiped disk: %v", err)
 	}
 }
+
+// TestFindBootDiskChanged: with Changed, a disk that appears is looked at when the event
+// comes, not at the next poll (here an hour away: without the event the scan would time
+// out first).
+func TestFindBootDiskChanged(t *testing.T) {
+	sys := fakeSysfs(t, map[string]int64{"mmcblk0": 1 << 30})
+	changed := make(chan struct{}, 1)
+	o := Options{SysfsDir: sys, StoreLabel: "nix-store_v0", Timeout: time.Minute, Poll: time.Hour, Changed: changed,
+		ReadTable: func(d BlockDev) ([]Part, error) {
+			if d.Name == "mmcblk1" {
+				return ours(d.Name).Parts, nil
+			}
+			return foreign(d.Name).Parts, nil
+		}}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		os.MkdirAll(filepath.Join(sys, "class", "block", "mmcblk1"), 0o755)
+		os.WriteFile(filepath.Join(sys, "class", "block", "mmcblk1", "size"), []byte("2048\n"), 0o644)
+		changed <- struct{}{}
+	}()
+	f, err := FindBootDisk(o)
+	if err != nil || f.Disk.Name != "mmcblk1" {
+		t.Fatalf("FindBootDisk = %+v, %v", f, err)
+	}
+}
+
+func TestNextWait(t *testing.T) {
+	o := Options{Poll: 250 * time.Millisecond, Settle: 2 * time.Second, Timeout: 10 * time.Second}
+	for _, c := range []struct{ elapsed, want time.Duration }{
+		{0, 250 * time.Millisecond},
+		{1900 * time.Millisecond, 100 * time.Millisecond}, // wake when the settle period ends
+		{2 * time.Second, 250 * time.Millisecond},
+		{9900 * time.Millisecond, 100 * time.Millisecond}, // and at the timeout
+		{11 * time.Second, 0},
+	} {
+		if got := nextWait(&o, c.elapsed); got != c.want {
+			t.Errorf("nextWait(%v) = %v, want %v", c.elapsed, got, c.want)
+		}
+	}
+}
+
+func TestParseUevent(t *testing.T) {
+	msg := "add@/devices/pci0000:00/0000:00:01.0/mmc_host/mmc0/mmc0:0001/block/mmcblk0\x00ACTION=add\x00DEVPATH=/devices/pci0000:00/0000:00:01.0/mmc_host/mmc0/mmc0:0001/block/mmcblk0\x00SUBSYSTEM=block\x00MAJOR=179\x00MINOR=0\x00DEVNAME=mmcblk0\x00DEVTYPE=disk\x00SEQNUM=1234\x00"
+	e, ok := ParseUevent([]byte(msg))
+	if !ok || e.Action != "add" || e.Subsystem != "block" || e.DevType != "disk" || e.Env["DEVNAME"] != "mmcblk0" ||
+		e.DevPath != "/devices/pci0000:00/0000:00:01.0/mmc_host/mmc0/mmc0:0001/block/mmcblk0" {
+		t.Fatalf("ParseUevent = %+v, %v", e, ok)
+	}
+	e, ok = ParseUevent([]byte("add@/devices/pci0000:00/0000:00:02.0\x00ACTION=add\x00SUBSYSTEM=pci\x00MODALIAS=pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00\x00"))
+	if !ok || e.Modalias != "pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00" || e.Subsystem != "pci" {
+		t.Fatalf("ParseUevent = %+v, %v", e, ok)
+	}
+	for _, bad := range []string{"", "libudev\x00\xfe\xed", "add@\x00ACTION=add\x00", "add@/x\x00ACTION=remove\x00", "add/x\x00A=b\x00"} {
+		if e, ok := ParseUevent([]byte(bad)); ok {
+			t.Errorf("ParseUevent(%q) = %+v, want rejected", bad, e)
+		}
+	}
+}

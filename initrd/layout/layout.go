@@ -20,6 +20,10 @@ const (
 	// the module directory, then (separated by spaces) the paths of the modules it needs
 	// loaded before it.
 	LoadList = "piboot.load"
+	// AliasList is the file beside LoadList in the kernel's modules.alias format ("alias
+	// <pattern> <module name>" per line): every alias= of the modules shipped, so that
+	// piboot-init loads a device driver only when a device's modalias matches it.
+	AliasList = "modules.alias"
 )
 
 // ModName normalizes a module name or file name the way the kernel does ('-' is '_').
