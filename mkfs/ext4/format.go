@@ -141,11 +141,39 @@ type formatter struct {
 
 type blockWrite struct {
 	block uint64
-	data  []byte // a whole number of blocks
+	data  []byte // a whole number of blocks; nil when fill makes them
+	// fill, if set, makes n blocks on demand: it writes blocks [from, from+len(dst)/blockSize)
+	// of the run into dst, which is zeroed. Large regular runs (the reserved descriptor
+	// blocks: 4 MiB at 128 GiB) thus pass through the one write buffer instead of being
+	// built in memory of their own, which a fresh process would first have to fault in.
+	fill func(dst []byte, from uint64)
+	n    uint64
+}
+
+func (w *blockWrite) blocks() uint64 {
+	if w.fill != nil {
+		return w.n
+	}
+	return uint64(len(w.data) / blockSize)
 }
 
 func (f *formatter) put(block uint64, data []byte) {
-	f.writes = append(f.writes, blockWrite{block, data})
+	f.writes = append(f.writes, blockWrite{block: block, data: data})
+}
+
+func (f *formatter) putFill(block, n uint64, fill func(dst []byte, from uint64)) {
+	f.writes = append(f.writes, blockWrite{block: block, n: n, fill: fill})
+}
+
+// sortWrites orders the queued writes by block.
+func (f *formatter) sortWrites() {
+	sort.Slice(f.writes, func(i, j int) bool { return f.writes[i].block < f.writes[j].block })
+}
+
+// queued says whether block b is in a queued write; f.writes must be sorted.
+func (f *formatter) queued(b uint64) bool {
+	i := sort.Search(len(f.writes), func(i int) bool { return f.writes[i].block+f.writes[i].blocks() > b })
+	return i < len(f.writes) && f.writes[i].block <= b
 }
 
 func (f *formatter) write(w io.WriterAt) error {
@@ -168,11 +196,13 @@ func (f *formatter) write(w io.WriterAt) error {
 	f.inodeTables()
 	f.directories()
 	f.journal()
+	f.sortWrites()
 	tail := f.wipeSignatures()
-	sort.Slice(f.writes, func(i, j int) bool { return f.writes[i].block < f.writes[j].block })
-	// Coalesce neighbouring blocks into writes of up to 1 MiB.
+	f.sortWrites()
+	// Neighbouring blocks go out together, in ascending order, through one buffer of up to
+	// 1 MiB; pieces of 64 KiB or more are written as they are, without a copy.
 	const maxWrite = 1 << 20
-	var buf []byte
+	buf := make([]byte, 0, maxWrite)
 	var bufStart uint64
 	flush := func() error {
 		if len(buf) == 0 {
@@ -185,14 +215,14 @@ func (f *formatter) write(w io.WriterAt) error {
 		}
 		return nil
 	}
-	for _, wr := range f.writes {
-		if len(buf) > 0 && (bufStart+uint64(len(buf)/blockSize) != wr.block || len(buf)+len(wr.data) > maxWrite) {
+	for i := range f.writes {
+		wr := &f.writes[i]
+		if len(buf) > 0 && bufStart+uint64(len(buf)/blockSize) != wr.block {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		if len(wr.data) >= 64<<10 {
-			// big pieces go out as they are, without a copy
+		if wr.fill == nil && len(wr.data) >= 64<<10 {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -201,10 +231,26 @@ func (f *formatter) write(w io.WriterAt) error {
 			}
 			continue
 		}
-		if len(buf) == 0 {
-			bufStart = wr.block
+		for done := uint64(0); done < wr.blocks(); {
+			if len(buf) == cap(buf) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			if len(buf) == 0 {
+				bufStart = wr.block + done
+			}
+			n := min(wr.blocks()-done, uint64(cap(buf)-len(buf))/blockSize)
+			dst := buf[len(buf) : len(buf)+int(n)*blockSize]
+			if wr.fill != nil {
+				clear(dst)
+				wr.fill(dst, done)
+			} else {
+				copy(dst, wr.data[done*blockSize:])
+			}
+			buf = buf[:len(buf)+len(dst)]
+			done += n
 		}
-		buf = append(buf, wr.data...)
 	}
 	if err := flush(); err != nil {
 		return err
@@ -231,14 +277,8 @@ func (f *formatter) write(w io.WriterAt) error {
 // returns the part past the filesystem's last block, as a byte offset and zeros.
 func (f *formatter) wipeSignatures() (tail blockWrite) {
 	l := f.l
-	queued := map[uint64]bool{}
-	for _, wr := range f.writes {
-		for b := wr.block; b < wr.block+uint64(len(wr.data)/blockSize); b++ {
-			queued[b] = true
-		}
-	}
 	zero := make([]byte, blockSize)
-	if b := uint64(64<<10) / blockSize; b < l.blocks && !queued[b] && !f.dataBlock(b) {
+	if b := uint64(64<<10) / blockSize; b < l.blocks && !f.queued(b) && !f.dataBlock(b) {
 		f.put(b, zero)
 	}
 	end := uint64(f.size)
@@ -248,7 +288,7 @@ func (f *formatter) wipeSignatures() (tail blockWrite) {
 	}
 	fsEnd := l.blocks * blockSize
 	for b := (start + blockSize - 1) / blockSize; b < l.blocks; b++ {
-		if !queued[b] && l.used.count(b, b+1) == 0 {
+		if !f.queued(b) && l.used.count(b, b+1) == 0 {
 			f.put(b, zero)
 		}
 	}
@@ -554,17 +594,19 @@ func (f *formatter) resizeInode() {
 		return
 	}
 	dind := make([]byte, blockSize)
-	// one slab for all primary reserved blocks: they are contiguous and written in one go
-	slab := make([]byte, l.rsvGDT*blockSize)
 	for i := uint64(0); i < l.rsvGDT; i++ {
-		primary := 1 + l.descBlocks + i
-		le.PutUint32(dind[4*((l.descBlocks+i)%addrPerBlock):], uint32(primary))
-		ind := slab[i*blockSize : (i+1)*blockSize]
-		for k, g := range l.backups {
-			le.PutUint32(ind[4*k:], uint32(uint64(g)*blocksPerGroup+primary))
-		}
+		le.PutUint32(dind[4*((l.descBlocks+i)%addrPerBlock):], uint32(1+l.descBlocks+i))
 	}
-	f.put(1+l.descBlocks, slab)
+	// The reserved blocks are contiguous and mostly zero: made as they are written.
+	f.putFill(1+l.descBlocks, l.rsvGDT, func(dst []byte, from uint64) {
+		for i := uint64(0); i < uint64(len(dst))/blockSize; i++ {
+			primary := 1 + l.descBlocks + from + i
+			ind := dst[i*blockSize : (i+1)*blockSize]
+			for k, g := range l.backups {
+				le.PutUint32(ind[4*k:], uint32(uint64(g)*blocksPerGroup+primary))
+			}
+		}
+	})
 	f.put(l.resizeDind, dind)
 }
 
