@@ -68,6 +68,24 @@ func emergencyShell(why string) {
 		tty.Close()
 	}
 	reapZombies()
+	reopenConsole()
+}
+
+// reopenConsole gives PID 1 fresh descriptors on /dev/console. The shell was a session
+// leader with the serial port as its controlling terminal; when it exits, the kernel
+// hangs that terminal up, and depending on how the last closes race, the descriptors
+// PID 1 inherited can end up writing nowhere (EIO, or a port that was shut down) — the
+// next attempt's lines, and its error, would then never reach the console. init systems
+// reopen the console after such a hangup for the same reason.
+func reopenConsole() {
+	fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return // keep what we have: still better than nothing
+	}
+	for _, to := range []int{0, 1, 2} {
+		_ = unix.Dup3(fd, to, 0)
+	}
+	unix.Close(fd)
 }
 
 // reapZombies collects orphans the shell left behind: PID 1 inherits them.
