@@ -10,9 +10,10 @@ import (
 
 // Apply carries out l on a device or image of size bytes: it formats each new partition
 // that has Format= (through format, before the partition enters the table, so a cut leaves
-// at worst a formatted stretch of free space), syncs, writes the GPT crash-safely (backup at
-// the real end of the disk, then primary; see gpt.Write) and, for a block device, tells the
-// kernel about the new and grown partitions. It writes nothing outside the new partitions,
+// at worst a formatted stretch of free space), writes the GPT crash-safely (backup at the
+// real end of the disk, then primary; see gpt.Write) with the new file systems durable
+// before the primary table points at them (flushed with the backup copy, one sync less)
+// and, for a block device, tells the kernel about the new and grown partitions. It writes nothing outside the new partitions,
 // the two GPT copies and the protective MBR. An empty layout writes nothing.
 //
 // w should also be an io.ReaderAt (so unchanged GPT sectors are not rewritten) and have
@@ -63,17 +64,57 @@ func Apply(w io.WriterAt, size int64, l *Layout, format Formatter) error {
 			return fmt.Errorf("repart: format %s as %s: %w", req.Name, p.Format, err)
 		}
 	}
-	if len(formats) > 0 {
-		if s, ok := w.(gpt.Syncer); ok {
-			if err := s.Sync(); err != nil {
-				return fmt.Errorf("repart: sync after formatting: %w", err)
-			}
+	tw := w
+	if s, ok := w.(gpt.Syncer); ok && len(formats) > 0 {
+		b := &barrier{w: w, s: s, sector: int64(l.SectorSize), pending: true,
+			primaryEnd: int64(l.New.FirstUsableLBA) * int64(l.SectorSize)}
+		tw = b
+		if r, ok := w.(io.ReaderAt); ok {
+			tw = readBarrier{b, r} // so gpt.Write still skips unchanged sectors
 		}
 	}
-	if err := gpt.Write(w, size, l.New); err != nil {
+	if err := gpt.Write(tw, size, l.New); err != nil {
 		return fmt.Errorf("repart: %w", err)
 	}
 	return notifyKernel(w, l)
+}
+
+// barrier passes the GPT writes through and makes the new file systems durable before the
+// first write to the primary table (header or entries), which is what makes the new table
+// the one a reader takes: until then the primary still holds the old table, which does not
+// point at them. gpt.Write syncs after the backup copy, before it touches the primary, so
+// normally the file systems are flushed together with the backup and need no sync of their
+// own; the barrier syncs first when gpt.Write would not have: the primary is written first
+// (it was damaged) or the backup already held the new table (a rerun after a cut right after
+// it was written), so gpt.Write had nothing to write there and nothing to sync.
+type barrier struct {
+	w          io.WriterAt
+	s          gpt.Syncer
+	primaryEnd int64 // the primary header and entries lie in [sector, primaryEnd)
+	sector     int64
+	pending    bool // formatted data not yet known durable
+}
+
+type readBarrier struct {
+	*barrier
+	io.ReaderAt
+}
+
+func (b *barrier) WriteAt(p []byte, off int64) (int, error) {
+	if b.pending && off < b.primaryEnd && off+int64(len(p)) > b.sector {
+		if err := b.Sync(); err != nil {
+			return 0, fmt.Errorf("sync of the new file systems before the primary table: %w", err)
+		}
+	}
+	return b.w.WriteAt(p, off)
+}
+
+func (b *barrier) Sync() error {
+	if err := b.s.Sync(); err != nil {
+		return err
+	}
+	b.pending = false
+	return nil
 }
 
 // ErrKernelNotTold is returned (wrapped) by Apply when the table was written but the kernel

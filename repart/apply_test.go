@@ -113,11 +113,20 @@ var firstBootDefs = map[string]string{
 // runOnce reads the disk, plans and applies through d, as piboot-init does.
 func runOnce(t testing.TB, d *faultDisk, defsDir string) (*Layout, error) {
 	fi, _ := d.f.Stat()
+	return runOn(t, d, fi.Size(), defsDir)
+}
+
+// runOn is runOnce through any disk model over the image file f.
+func runOn(t testing.TB, d interface {
+	io.ReaderAt
+	io.WriterAt
+	Sync() error
+}, size int64, defsDir string) (*Layout, error) {
 	defs, err := ParseDir(defsDir, "arm64")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tab, err := gpt.Read(d, fi.Size(), 0)
+	tab, err := gpt.Read(d, size, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -125,11 +134,11 @@ func runOnce(t testing.TB, d *faultDisk, defsDir string) (*Layout, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Plan(Disk{Size: fi.Size(), Table: tab}, defs, seed)
+	l, err := Plan(Disk{Size: size, Table: tab}, defs, seed)
 	if err != nil {
 		return nil, err
 	}
-	return l, Apply(d, fi.Size(), l, fakeFormat)
+	return l, Apply(d, size, l, fakeFormat)
 }
 
 func openDisk(t testing.TB, p string, limit int) *faultDisk {
@@ -429,4 +438,185 @@ func TestFactoryReset(t *testing.T) {
 	if l, err := Run(Options{Target: img, Definitions: defs, Arch: "arm64", Format: fakeFormat}); err != nil || !l.Empty() {
 		t.Fatalf("after the reset: %v", err)
 	}
+}
+
+// cacheDisk is a disk in memory with a volatile write cache, for power cuts in every
+// order the cache may flush in: what was written since the last sync may or may not be on
+// the medium after a cut. It keeps written sectors over a shared base image, so copies are
+// cheap. After limit writes (limit < 0: never) writes and syncs fail.
+type cacheDisk struct {
+	base          []byte
+	over          map[int64][]byte // sector offset -> 512 bytes
+	cached        []cachedWrite    // since the last sync, in order
+	limit, writes int
+	syncs         int
+}
+
+type cachedWrite struct {
+	off      int64
+	old, new []byte
+}
+
+func newCacheDisk(base []byte, limit int) *cacheDisk {
+	return &cacheDisk{base: base, over: map[int64][]byte{}, limit: limit}
+}
+
+// copyCut is what the medium holds: a new disk over the same base, without a cache.
+func (d *cacheDisk) copyCut(limit int) *cacheDisk {
+	c := newCacheDisk(d.base, limit)
+	for k, v := range d.over {
+		c.over[k] = v
+	}
+	return c
+}
+
+func (d *cacheDisk) ReadAt(b []byte, off int64) (int, error) {
+	if off%512 != 0 || len(b)%512 != 0 {
+		return 0, fmt.Errorf("unaligned read of %d at %d", len(b), off)
+	}
+	for i := 0; i < len(b); i += 512 {
+		if s, ok := d.over[off+int64(i)]; ok {
+			copy(b[i:], s)
+		} else {
+			copy(b[i:i+512], d.base[off+int64(i):])
+		}
+	}
+	return len(b), nil
+}
+
+func (d *cacheDisk) WriteAt(b []byte, off int64) (int, error) {
+	if d.limit >= 0 && d.writes >= d.limit {
+		return 0, errCut
+	}
+	if off%512 != 0 || len(b)%512 != 0 || off+int64(len(b)) > int64(len(d.base)) {
+		return 0, fmt.Errorf("bad write of %d at %d", len(b), off)
+	}
+	d.writes++
+	old := make([]byte, len(b))
+	d.ReadAt(old, off)
+	d.cached = append(d.cached, cachedWrite{off, old, append([]byte(nil), b...)})
+	d.put(b, off)
+	return len(b), nil
+}
+
+func (d *cacheDisk) put(b []byte, off int64) {
+	for i := 0; i < len(b); i += 512 {
+		d.over[off+int64(i)] = b[i : i+512 : i+512]
+	}
+}
+
+func (d *cacheDisk) Sync() error {
+	if d.limit >= 0 && d.writes >= d.limit {
+		return errCut
+	}
+	d.cached = nil
+	d.syncs++
+	return nil
+}
+
+// lose undoes the cached writes for which drop says so, latest first.
+func (d *cacheDisk) lose(drop func(off int64) bool) {
+	for i := len(d.cached) - 1; i >= 0; i-- {
+		if c := d.cached[i]; drop(c.off) {
+			d.put(c.old, c.off)
+		}
+	}
+	d.cached = nil
+}
+
+func (d *cacheDisk) bytes() []byte {
+	b := make([]byte, len(d.base))
+	d.ReadAt(b, 0)
+	return b
+}
+
+// TestCrashUnsynced cuts the power after every write of a first boot, and again after every
+// write of the rerun that follows, and each time loses what was not synced in the worst
+// ways for the file systems: all of it, or only the formatter's writes while the table
+// writes reach the medium. Whenever a reader then finds the new root partition in the table,
+// its file system must be complete; and a final rerun must give the bytes of an uncut run.
+func TestCrashUnsynced(t *testing.T) {
+	base, err := os.ReadFile(seedImage(t, 32*MiB, 64*MiB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(base))
+	defs := writeDefs(t, firstBootDefs)
+	ref := newCacheDisk(base, -1)
+	if _, err := runOn(t, ref, size, defs); err != nil {
+		t.Fatal(err)
+	}
+	total := ref.writes
+	want := ref.bytes()
+	newTab, _ := gpt.Read(bytes.NewReader(want), size, 0)
+	var root gpt.Partition
+	for _, p := range newTab.Partitions {
+		if p.Name == "root-arm64" {
+			root = p
+		}
+	}
+	if root.Index == 0 {
+		t.Fatal("no root partition in the uncut result")
+	}
+	rootStart, rootEnd := int64(root.FirstLBA)*512, int64(root.LastLBA+1)*512
+	t.Logf("an uncut first boot makes %d writes and %d syncs", total, ref.syncs)
+	if ref.syncs > 2 {
+		t.Errorf("%d syncs, want 2 (file systems with the backup table, then the primary)", ref.syncs)
+	}
+	losses := []struct {
+		name string
+		drop func(int64) bool
+	}{
+		{"all unsynced", func(int64) bool { return true }},
+		{"unsynced formatter writes", func(off int64) bool { return off >= rootStart && off < rootEnd }},
+	}
+	// check: a reader finds a table, and if it has the new root, the root's file system
+	// is complete.
+	check := func(d *cacheDisk, what string) {
+		t.Helper()
+		got, err := gpt.Read(d, size, 0)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for _, p := range got.Partitions {
+			if p.UUID != root.UUID {
+				continue
+			}
+			b := make([]byte, rootEnd-rootStart)
+			d.ReadAt(b, rootStart)
+			if !bytes.Equal(b, want[rootStart:rootEnd]) {
+				t.Fatalf("%s: the table has the new root partition, its file system is incomplete", what)
+			}
+		}
+	}
+	cuts := 0
+	for n := 0; n < total; n++ {
+		for _, loss := range losses {
+			cut := newCacheDisk(base, n)
+			if _, err := runOn(t, cut, size, defs); !errors.Is(err, errCut) {
+				t.Fatalf("cut after %d writes: %v", n, err)
+			}
+			cut.lose(loss.drop)
+			what := fmt.Sprintf("cut after %d writes, %s lost", n, loss.name)
+			check(cut, what)
+			// The rerun is cut too, at every write it makes.
+			probe := cut.copyCut(-1)
+			if _, err := runOn(t, probe, size, defs); err != nil {
+				t.Fatalf("%s: rerun: %v", what, err)
+			}
+			for m := 0; m < probe.writes; m++ {
+				cut2 := cut.copyCut(m)
+				if _, err := runOn(t, cut2, size, defs); !errors.Is(err, errCut) {
+					t.Fatalf("%s, rerun cut after %d: %v", what, m, err)
+				}
+				cut2.lose(loss.drop)
+				check(cut2, fmt.Sprintf("%s, rerun cut after %d writes", what, m))
+				cuts++
+			}
+			if !bytes.Equal(probe.bytes(), want) {
+				t.Errorf("%s: rerun differs from an uncut run", what)
+			}
+		}
+	}
+	t.Logf("%d double cuts checked", cuts)
 }
