@@ -5,11 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"io/fs"
 	"path"
 	"sort"
 	"strings"
 
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/mkfs/vfat"
 	"github.com/piboot/piboot/uki"
 )
 
@@ -90,45 +92,56 @@ func Inspect(r io.ReaderAt, size int64) (*Report, error) {
 }
 
 func (rep *Report) readESP(r io.ReaderAt, size int64) {
-	f, err := openFAT(r, size)
+	esp, err := vfat.Open(r, size)
 	if err != nil {
 		rep.Problems = append(rep.Problems, "ESP: "+err.Error())
 		return
 	}
-	if b, err := f.ReadFile("loader/loader.conf"); err == nil {
+	if b, err := fs.ReadFile(esp, "loader/loader.conf"); err == nil {
 		rep.LoaderConf = string(b)
 	}
-	if ents, err := f.List("EFI/BOOT"); err == nil {
+	if ents, err := esp.ReadDir("EFI/BOOT"); err == nil {
 		for _, e := range ents {
-			if strings.HasPrefix(strings.ToUpper(e.Name), "BOOT") && strings.HasSuffix(strings.ToUpper(e.Name), ".EFI") {
-				rep.Loader = "/EFI/BOOT/" + e.Name
+			if strings.HasPrefix(strings.ToUpper(e.Name()), "BOOT") && strings.HasSuffix(strings.ToUpper(e.Name()), ".EFI") {
+				rep.Loader = "/EFI/BOOT/" + e.Name()
 			}
 		}
 	}
-	ents, err := f.List("EFI/Linux")
+	ents, err := esp.ReadDir("EFI/Linux")
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		if e.Dir || !strings.EqualFold(path.Ext(e.Name), ".efi") {
+		if e.IsDir() || !strings.EqualFold(path.Ext(e.Name()), ".efi") {
 			continue
 		}
-		p := "/EFI/Linux/" + e.Name
-		b, err := f.ReadFile(p)
-		if err != nil {
+		p := "/EFI/Linux/" + e.Name()
+		if err := rep.readUKI(esp, p); err != nil {
 			rep.Problems = append(rep.Problems, p+": "+err.Error())
-			continue
 		}
-		info, err := uki.Read(bytes.NewReader(b), int64(len(b)), false)
-		if err != nil {
-			rep.Problems = append(rep.Problems, p+": "+err.Error())
-			continue
-		}
-		osr := info.OSRelease()
-		u, _ := info.Section(".uname")
-		rep.UKIs = append(rep.UKIs, UKIReport{Path: p, Version: osr["IMAGE_VERSION"], ImageID: osr["IMAGE_ID"], Uname: string(u),
-			Cmdline: info.Cmdline(), Size: int64(len(b)), ChecksumOK: info.Checksum == info.Computed})
 	}
+}
+
+// readUKI reads the UKI at p in place: vfat files are io.ReaderAt.
+func (rep *Report) readUKI(esp *vfat.FS, p string) error {
+	f, err := esp.Open(p[1:])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	info, err := uki.Read(f.(io.ReaderAt), st.Size(), false)
+	if err != nil {
+		return err
+	}
+	osr := info.OSRelease()
+	u, _ := info.Section(".uname")
+	rep.UKIs = append(rep.UKIs, UKIReport{Path: p, Version: osr["IMAGE_VERSION"], ImageID: osr["IMAGE_ID"], Uname: string(u),
+		Cmdline: info.Cmdline(), Size: st.Size(), ChecksumOK: info.Checksum == info.Computed})
+	return nil
 }
 
 var squashComp = map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}

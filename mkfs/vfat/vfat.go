@@ -322,7 +322,8 @@ func parseLabel(l string) (out [11]byte, has bool, err error) {
 	if strings.TrimRight(u, " ") == "NO NAME" {
 		return pack83("NO NAME", ""), false, nil
 	}
-	return pack83(u, ""), true, nil
+	copy(out[:], u+"           ") // all 11 bytes: a label has no 8.3 split
+	return out, true, nil
 }
 
 // MangleLabel turns any string into a valid FAT label: upper case, characters FAT does not
