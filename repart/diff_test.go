@@ -135,9 +135,12 @@ type diffCase struct {
 	seed       uuid.UUID
 	diskSize   int64
 	imageSize  int64 // the size the table was written for (smaller: a flashed image)
-	table      *gpt.Table
-	defs       map[string]string // file name → content
-	mbr        mbrVariant        // how the MBR is rewritten after the table
+	// stale is the table the card held before the image was flashed over it: its backup
+	// stays at the card's end (nil: a new card).
+	stale *gpt.Table
+	table *gpt.Table
+	defs  map[string]string // file name → content
+	mbr   mbrVariant        // how the MBR is rewritten after the table
 }
 
 // mbrVariant is a protective MBR as other tools leave it.
@@ -160,6 +163,9 @@ func (c diffCase) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "disk %d bytes (%d-byte sectors), table written for %d, seed %s, %d entries at LBA %d, first usable %d, MBR %s\n",
 		c.diskSize, c.sectorSize, c.imageSize, c.seed, c.table.EntryCount, c.table.EntriesLBA, c.table.FirstUsableLBA, c.mbr)
+	if c.stale != nil {
+		fmt.Fprintf(&b, "  stale backup GPT of the card's earlier table at its end\n")
+	}
 	for _, p := range c.table.Partitions {
 		fmt.Fprintf(&b, "  existing #%d %s LBA %d-%d %q\n", p.Index, gpt.TypeName(p.Type), p.FirstLBA, p.LastLBA, p.Name)
 	}
@@ -232,7 +238,10 @@ func genCase(r *rand.Rand, ss int64) diffCase {
 	default:
 		c.diskSize = c.diskSize / MiB * MiB
 	}
-	c.imageSize = c.diskSize
+	if ss == 512 && r.Intn(12) == 0 {
+		c.diskSize += 1 + r.Int63n(ss-1) // an image file that does not end on a sector boundary
+	}
+	c.imageSize = c.diskSize / ss * ss
 	if r.Intn(3) == 0 {
 		// A flashed image: the table was written for a smaller disk, its backup is not at the end.
 		c.imageSize = max(8*MiB, c.diskSize/int64(2+r.Intn(8))) / ss * ss
@@ -260,6 +269,13 @@ func genCase(r *rand.Rand, ss int64) diffCase {
 		if err := t.Resize(c.imageSize); err != nil {
 			panic(err)
 		}
+	}
+	if c.imageSize < c.diskSize && r.Intn(3) == 0 {
+		// The card held another GPT before: its backup, at the card's end, is stale.
+		c.stale, _ = gpt.New(c.diskSize, int(ss), uuid.Must(uuid.NewRandomFromReader(r)))
+		typ, _ := gpt.ParseType(diffTypes[r.Intn(len(diffTypes))], "x86-64")
+		c.stale.Partitions = []gpt.Partition{{Index: 1, Type: typ, UUID: uuid.Must(uuid.NewRandomFromReader(r)),
+			FirstLBA: 2048 / unit, LastLBA: c.stale.LastUsableLBA - uint64(r.Intn(100)), Name: "old"}}
 	}
 	c.mbr = mbrVariant(r.Intn(int(mbrVariants)))
 	if r.Intn(2) == 0 {
@@ -428,7 +444,19 @@ func (c diffCase) writeImage(img string) error {
 		return err
 	}
 	defer f.Close()
-	if err := f.Truncate(c.imageSize); err != nil {
+	if c.stale != nil {
+		if err := f.Truncate(c.diskSize); err != nil {
+			return err
+		}
+		if err := gpt.Write(f, c.diskSize, c.stale); err != nil {
+			return err
+		}
+		// Flashing writes the whole image: the old primary and everything up to the
+		// image's end are gone, the old backup at the card's end stays.
+		if _, err := f.WriteAt(make([]byte, 64<<10), 0); err != nil {
+			return err
+		}
+	} else if err := f.Truncate(c.imageSize); err != nil {
 		return err
 	}
 	if err := gpt.Write(f, c.imageSize, c.table); err != nil {

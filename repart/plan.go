@@ -137,9 +137,11 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 	}
 	old := disk.Table
 	ss := uint64(old.SectorSize)
-	if disk.Size <= 0 || uint64(disk.Size)%ss != 0 {
-		return nil, fmt.Errorf("repart: disk size %d is not a multiple of the %d-byte sector", disk.Size, ss)
+	if disk.Size < 0 || uint64(disk.Size) < 3*ss {
+		return nil, fmt.Errorf("repart: a disk of %d bytes has no room for a GPT", disk.Size)
 	}
+	// An image file need not end on a sector boundary: like libfdisk, use the whole sectors
+	// and leave the bytes after them alone.
 	t := old.Clone()
 	lastLBA := uint64(disk.Size)/ss - 1
 	var repair []string

@@ -186,6 +186,18 @@ func TestPlanPure(t *testing.T) {
 					t.Fatalf("%v", err)
 				}
 			}},
+		// An image file that does not end on a sector boundary: systemd-repart (libfdisk) uses
+		// its whole sectors; we refused it until the differential test tried one.
+		{"disk size not a multiple of the sector", 1000 * MiB, 2000*MiB + 100, []string{root},
+			func(t *testing.T, l *Layout, err error) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := l.Partitions[0]
+				if p.Index != 4 || p.Offset+p.Size != 2000*MiB-20*1024 || l.New.LastUsableLBA != 2000*MiB/512-34 {
+					t.Fatalf("%+v, last usable LBA %d", p, l.New.LastUsableLBA)
+				}
+			}},
 		{"UUID= and UUID=null", 1000 * MiB, 2000 * MiB, []string{"[Partition]\nType=home\nUUID=0123456789abcdef0123456789abcdef\n", "[Partition]\nType=srv\nUUID=null\n"},
 			func(t *testing.T, l *Layout, err error) {
 				if err != nil || l.Partitions[0].UUID.String() != "01234567-89ab-cdef-0123-456789abcdef" || l.Partitions[1].UUID != uuid.Nil {
