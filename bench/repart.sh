@@ -6,7 +6,8 @@
 # first-boot definition (Type=root, Weight=1000: a root partition filling the card). Printed:
 # wall time of each tool (median of RUNS), the ratio, and the bytes each wrote (growth of
 # `du` of the sparse file). A second table does the same with Format=ext4 (systemd-repart
-# runs mkfs.ext4, piboot its own writer). Needs root (loop devices).
+# runs mkfs.ext4, piboot its own writer). The tools run in alternating order; the load
+# average before and after is printed. Needs root (loop devices).
 set -euo pipefail
 
 RUNS=${RUNS:-5}
@@ -80,10 +81,19 @@ bench() {
 		"systemd wrote" "piboot wrote"
 	for gib in $SIZES; do
 		local sd_t=() pb_t=() rr_t=() sd_b pb_b rr_b
-		for _ in $(seq "$RUNS"); do
-			read -r ms b < <(run systemd "$defs" "$gib"); sd_t+=("$ms"); sd_b=$b
-			read -r ms b < <(run piboot "$defs" "$gib"); pb_t+=("$ms"); pb_b=$b
-			read -r ms b < <(run repartrun "$defs" "$gib"); rr_t+=("$ms"); rr_b=$b
+		for i in $(seq "$RUNS"); do
+			# Alternate the order, so that a tool does not always run right after the
+			# same other one (page cache, writeback of the previous run, load changes).
+			local order="systemd piboot repartrun"
+			[ $((i % 2)) = 0 ] && order="repartrun piboot systemd"
+			for tool in $order; do
+				read -r ms b < <(run "$tool" "$defs" "$gib")
+				case $tool in
+				systemd) sd_t+=("$ms"); sd_b=$b ;;
+				piboot) pb_t+=("$ms"); pb_b=$b ;;
+				repartrun) rr_t+=("$ms"); rr_b=$b ;;
+				esac
+			done
 		done
 		local sd pb rr
 		sd=$(printf '%s\n' "${sd_t[@]}" | median)
@@ -98,5 +108,8 @@ bench() {
 	echo
 }
 
+# Timings are only comparable on a quiet machine: say how busy it was.
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 bench "$work/plain" "grow: root partition, no file system"
 bench "$work/ext4" "grow: root partition with Format=ext4"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
