@@ -446,3 +446,51 @@ func TestDeferred(t *testing.T) {
 		os.Remove(path)
 	}
 }
+
+// TestResizeLimit: a smaller reserve of descriptor blocks is laid out like mkfs.ext4 -E
+// resize= lays it out, and growing past it still works (resize2fs makes room itself).
+func TestResizeLimit(t *testing.T) {
+	testutil.Need(t, "mkfs.ext4", "dumpe2fs", "e2fsck", "resize2fs")
+	dir := t.TempDir()
+	same := []string{"Filesystem features", "Block count", "Free blocks", "Reserved GDT blocks",
+		"Inode count", "Free inodes", "Total journal blocks"}
+	for _, c := range []struct{ size, limit int64 }{{1 << 30, 16 << 30}, {128 << 30, 2 << 40}} {
+		ref := filepath.Join(dir, "ref.img")
+		f, _ := os.Create(ref)
+		f.Truncate(c.size)
+		f.Close()
+		run(t, "mkfs.ext4", "-q", "-F", "-L", "root", "-I", "256", "-O", "has_journal", "-m", "0",
+			"-E", fmt.Sprintf("nodiscard,lazy_itable_init=1,lazy_journal_init=1,resize=%d", c.limit/4096), "-T", "default", ref)
+		want := dumpe2fs(t, ref)
+		os.Remove(ref)
+		path := format(t, dir, c.size, Options{Label: "root", ResizeLimit: c.limit})
+		fsck(t, path)
+		got := dumpe2fs(t, path)
+		for _, k := range same {
+			if got[k] != want[k] {
+				t.Errorf("%d GiB, limit %d GiB: %s = %q, mkfs.ext4 -E resize= has %q", c.size>>30, c.limit>>30, k, got[k], want[k])
+			}
+		}
+		if c.size == 1<<30 {
+			// 1 GiB has one descriptor block and reserves one more (up to 16 GiB); 32 GiB
+			// needs four.
+			if got["Reserved GDT blocks"] != "1" {
+				t.Errorf("reserved GDT blocks %q, want 1", got["Reserved GDT blocks"])
+			}
+			if err := os.Truncate(path, 32<<30); err != nil {
+				t.Fatal(err)
+			}
+			run(t, "resize2fs", path)
+			fsck(t, path)
+			if n := dumpe2fs(t, path)["Block count"]; n != "8388608" {
+				t.Errorf("after growing past the limit: %s blocks, want 8388608", n)
+			}
+		}
+		os.Remove(path)
+	}
+	for _, limit := range []int64{1<<30 - 1, 4 << 30, MaxSize + 1} {
+		if err := Format(discard{}, 1<<30, Options{ResizeLimit: limit}); err == nil {
+			t.Errorf("resize limit %d for 1 GiB: no error", limit)
+		}
+	}
+}

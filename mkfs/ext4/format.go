@@ -22,8 +22,14 @@ type Options struct {
 	ReservedPercent float64   // blocks reserved for root, 0 .. 50 (systemd-repart uses 0)
 	InodeRatio      int       // bytes per inode; 0 picks mke2fs's default for the size
 	JournalBlocks   int       // journal size in 4 KiB blocks; 0 sizes it like mkfs.ext4
-	SectorSize      int       // logical sector size of the device: 0 (512), 512 or 4096
-	Time            time.Time // creation time of the filesystem and its two directories; now if zero
+	// ResizeLimit is the size in bytes up to which the reserved descriptor blocks let the
+	// filesystem grow (mke2fs -E resize=, in bytes); 0 reserves like mke2fs: for 1024 times
+	// the size, at most 16 TiB, which at 8 GiB and more is 4 MiB of blocks to write. Growth
+	// past the limit still works, offline with resize2fs and online by the kernel, which
+	// converts the filesystem to meta_bg when the reserve runs out.
+	ResizeLimit int64
+	SectorSize  int       // logical sector size of the device: 0 (512), 512 or 4096
+	Time        time.Time // creation time of the filesystem and its two directories; now if zero
 	// DeferInodeTableZeroing leaves the inode tables for the kernel to zero in the
 	// background after the first mount, as mkfs.ext4 -E lazy_itable_init=1 does (see the
 	// package documentation for why the default does not).

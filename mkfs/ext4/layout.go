@@ -185,6 +185,9 @@ func planLayout(size int64, opts *Options) (*layout, error) {
 	if size > MaxSize {
 		return nil, fmt.Errorf("ext4: %d bytes is too large (maximum %d)", size, int64(MaxSize))
 	}
+	if opts.ResizeLimit != 0 && (opts.ResizeLimit < size || opts.ResizeLimit > MaxSize) {
+		return nil, fmt.Errorf("ext4: resize limit %d outside [%d, %d] (the size, and the largest filesystem)", opts.ResizeLimit, size, int64(MaxSize))
+	}
 	ratio := int64(opts.InodeRatio)
 	if ratio == 0 {
 		ratio = defaultInodeRatio(size)
@@ -211,6 +214,9 @@ func planLayout(size int64, opts *Options) (*layout, error) {
 		if l.blocks < maxBlocks/1024 {
 			maxBlocks = l.blocks * 1024
 		}
+		if opts.ResizeLimit != 0 {
+			maxBlocks = min(uint64(opts.ResizeLimit)/blockSize, 1<<32-1)
+		}
 		rsvGroups := ceilDiv(maxBlocks, blocksPerGroup)
 		rsv := int64(ceilDiv(rsvGroups, blockSize/descSize)) - int64(l.descBlocks)
 		rsv = min(max(rsv, 0), addrPerBlock)
@@ -229,6 +235,10 @@ func planLayout(size int64, opts *Options) (*layout, error) {
 			continue
 		}
 		break
+	}
+	if opts.ResizeLimit != 0 && l.rsvGDT == 0 {
+		return nil, fmt.Errorf("ext4: resize limit %d gives no reserved descriptor block: the %d descriptor blocks already cover %d bytes",
+			opts.ResizeLimit, l.descBlocks, int64(l.descBlocks)*blockSize/descSize*blocksPerGroup*blockSize)
 	}
 	if l.itableBlocks+3+l.descBlocks+l.rsvGDT > blocksPerGroup {
 		return nil, fmt.Errorf("ext4: inode ratio %d gives more inodes than a group can hold", ratio)
