@@ -22,7 +22,9 @@
 //
 // Block 0 (superblock, with the old boot sector and any old signature there wiped), the
 // primary descriptors and their backups with the backup superblocks, the primary reserved
-// descriptor blocks (they are the resize inode's indirect blocks), the block bitmaps of the
+// descriptor blocks (they are the resize inode's indirect blocks, so they must not hold stale
+// block numbers: 4 MiB from 8 GiB up, most of what is written; Options.ResizeLimit reserves
+// fewer, like mke2fs -E resize=), the block bitmaps of the
 // groups that hold metadata, group 0's inode bitmap and first inode-table block, the three
 // directory blocks of the root and lost+found, the resize inode's double-indirect block, the
 // journal superblock and, for journals split into more than four extents, their leaf block;

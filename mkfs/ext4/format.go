@@ -24,9 +24,10 @@ type Options struct {
 	JournalBlocks   int       // journal size in 4 KiB blocks; 0 sizes it like mkfs.ext4
 	// ResizeLimit is the size in bytes up to which the reserved descriptor blocks let the
 	// filesystem grow (mke2fs -E resize=, in bytes); 0 reserves like mke2fs: for 1024 times
-	// the size, at most 16 TiB, which at 8 GiB and more is 4 MiB of blocks to write. Growth
-	// past the limit still works, offline with resize2fs and online by the kernel, which
-	// converts the filesystem to meta_bg when the reserve runs out.
+	// the size, at most 16 TiB, which at 8 GiB and more is 4 MiB of blocks to write (most of
+	// what Format writes). Growth past the limit still works: offline, resize2fs makes room
+	// (tested); online, the kernel converts the filesystem to meta_bg when the reserve runs
+	// out (ext4_convert_meta_bg, Linux 3.7 and later; not exercised by this package's tests).
 	ResizeLimit int64
 	SectorSize  int       // logical sector size of the device: 0 (512), 512 or 4096
 	Time        time.Time // creation time of the filesystem and its two directories; now if zero
