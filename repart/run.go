@@ -1,6 +1,7 @@
 package repart
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -80,10 +81,16 @@ func Run(o Options) (*Layout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (nothing written)", o.Target, err)
 	}
+	// The table is printed in many small pieces: one write of it (to piboot-init's console,
+	// one system call instead of about a hundred), before the work starts.
+	bw := bufio.NewWriter(out)
 	if o.JSON {
-		err = l.WriteJSON(out, o.Target)
+		err = l.WriteJSON(bw, o.Target)
 	} else {
-		err = l.WriteTable(out, o.Target)
+		err = l.WriteTable(bw, o.Target)
+	}
+	if ferr := bw.Flush(); err == nil {
+		err = ferr
 	}
 	if err != nil {
 		return l, err
