@@ -172,10 +172,18 @@ func layout(size int64, sectorSize, fatType, clusterBytes, minRoot int) (geometr
 	// even the start is too coarse for a small filesystem, finer clusters are tried too.
 	entries := max(rootEntries16, minRoot)
 	rootSecs := cdiv(uint64(entries)*32, ss)
+	// The BPB counts root entries in 16 bits, in whole sectors (whole clusters once aligned).
+	if maxRoot := 0xFFFF / (ss / 32) * (ss / 32); uint64(entries) > maxRoot {
+		msg := fmt.Sprintf("the root directory needs %d entries, a FAT16 root holds at most %d", entries, maxRoot)
+		if err32 != nil {
+			msg += " (and FAT32: " + err32.Error() + ")"
+		}
+		return geometry{}, fmt.Errorf("%s", msg)
+	}
 	try := func(cs uint64) (geometry, uint64, bool) {
 		res := align(reserved16, cs)
 		root := align(rootSecs, cs)
-		if res+root >= n {
+		if res+root >= n || root*ss/32 > 0xFFFF {
 			return geometry{}, 0, false
 		}
 		data := n - res - root

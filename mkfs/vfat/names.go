@@ -143,10 +143,15 @@ func basis(name string) (base, ext string, lossy bool) {
 }
 
 // shortNamer hands out the short names of one directory.
-type shortNamer struct{ used map[[11]byte]bool }
+type shortNamer struct {
+	used map[[11]byte]bool
+	// next is, per basis, the first numeric tail not yet known to be taken: names are never
+	// freed, so thousands of similar names cost linear, not quadratic, time.
+	next map[string]int
+}
 
 func newShortNamer() *shortNamer {
-	return &shortNamer{used: map[[11]byte]bool{pack83(".", ""): true, pack83("..", ""): true}}
+	return &shortNamer{used: map[[11]byte]bool{pack83(".", ""): true, pack83("..", ""): true}, next: map[string]int{}}
 }
 
 // reserve claims an exact 8.3 name; it fails if another entry already holds it.
@@ -169,7 +174,8 @@ func (s *shortNamer) generate(name string) ([11]byte, error) {
 			return n, nil
 		}
 	}
-	for i := 1; i <= 999999; i++ {
+	key := base + "." + ext
+	for i := max(s.next[key], 1); i <= 999999; i++ {
 		tail := "~" + strconv.Itoa(i)
 		b := base
 		if len(b) > 8-len(tail) {
@@ -181,6 +187,7 @@ func (s *shortNamer) generate(name string) ([11]byte, error) {
 		n := pack83(b+tail, ext)
 		if !s.used[n] {
 			s.used[n] = true
+			s.next[key] = i + 1
 			return n, nil
 		}
 	}

@@ -35,13 +35,15 @@ func NewOverlay() *Overlay {
 	return &Overlay{root: &ovNode{name: ".", children: map[string]*ovNode{}, origin: "root"}}
 }
 
+// cleanAt checks a path inside the overlay: slash-separated and relative like an fs.FS path
+// ("EFI/BOOT", never "/EFI", "EFI/", "./EFI" or "../x"), where "", "." and "/" all name the
+// root.
 func cleanAt(at string) (string, error) {
-	at = strings.Trim(at, "/")
-	if at == "" {
+	if at == "" || at == "/" {
 		return ".", nil
 	}
 	if !fs.ValidPath(at) {
-		return "", fmt.Errorf("overlay: invalid path %q", at)
+		return "", fmt.Errorf("overlay: invalid path %q: want a relative slash-separated path without . or .. elements", at)
 	}
 	return at, nil
 }
@@ -74,6 +76,9 @@ func (o *Overlay) addFile(p string, f *ovNode) error {
 	}
 	f.name = path.Base(p)
 	if old, ok := parent.children[f.name]; ok {
+		if old.children != nil {
+			return fmt.Errorf("overlay: %s from %s is a file, and a directory from %s", p, f.origin, old.origin)
+		}
 		return fmt.Errorf("overlay: %s from %s conflicts with %s from %s", p, f.origin, p, old.origin)
 	}
 	parent.children[f.name] = f

@@ -59,6 +59,19 @@ func TestOverlay(t *testing.T) {
 		{o.Mount("/", fstest.MapFS{"loader/loader.conf": {}}), "loader/loader.conf"},
 		{o.AddFile("config.txt/x", nil), "config.txt from config.txt (mounted at /) is a file"},
 		{o.AddFile("../x", nil), "invalid file path"},
+		{o.AddFile("/x", nil), "invalid file path"},
+		{o.AddFile("x/", nil), "invalid file path"},
+		{o.AddFile("./x", nil), "invalid file path"},
+		{o.AddFile("a//x", nil), "invalid file path"},
+		{o.Mkdir("/abs"), `invalid path "/abs"`},
+		{o.Mount("../up", fstest.MapFS{}), `invalid path "../up"`},
+		{o.MountFile("/x", boot, "usr/lib/systemd/boot/efi/systemd-bootaa64.efi"), "invalid file path"},
+		// A path that would be both a file and a directory, in either order.
+		{o.AddFile("loader/entries", nil), "loader/entries from memory is a file, and a directory from"},
+		{o.AddFile("loader/loader.conf/x", nil), "loader/loader.conf from memory is a file, memory needs it to be a directory"},
+		{o.Mkdir("EFI/Linux/piboot_v0.efi/sub"), "EFI/Linux/piboot_v0.efi from memory is a file"},
+		{o.Mount("EFI", fstest.MapFS{"BOOT": {Data: []byte("file over a dir")}}), "EFI/BOOT from BOOT (mounted at /EFI) is a file, and a directory"},
+		{o.Mount("", fstest.MapFS{"config.txt/x": {}}), "config.txt from config.txt (mounted at /) is a file"},
 		{o.MountFile("x", boot, "missing"), "missing"},
 	} {
 		if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {

@@ -135,6 +135,19 @@ func nameEntries(d *node) error {
 	return nil
 }
 
+// addLabel counts the volume label's entry in the root directory.
+func (n *node) addLabel(has bool) error {
+	if !has {
+		return nil
+	}
+	n.dirSlots++
+	if n.dirSlots > maxDirSlots {
+		return fmt.Errorf("the root directory's %d entries and the volume label exceed FAT's limit of %d entries per directory",
+			n.dirSlots-1, maxDirSlots)
+	}
+	return nil
+}
+
 // walk visits n and its descendants in preorder: the order clusters are allocated in.
 func walk(n *node, f func(*node) error) error {
 	if err := f(n); err != nil {

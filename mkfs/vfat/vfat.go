@@ -17,8 +17,16 @@
 // generated like Linux and mtools do (BASE~N). Only metadata, directory clusters and file
 // data are written: free clusters keep whatever the device held, which FAT never reads.
 //
+// Names FAT cannot hold are errors naming the path, never silently changed: characters
+// Windows and Linux refuse, trailing dots and spaces, names differing only in case, more
+// than 255 UTF-16 units; so are files of 4 GiB or more and directories of more than 65536
+// entries (long-name entries, "." and ".." included).
+//
 // Overlay composes the content from several fs.FS (a directory, a firmware zip, files built
 // in memory) without copying anything to disk.
+//
+// Open reads FAT12, FAT16 and FAT32 filesystems (ours, mkfs.fat's, Windows') as an fs.FS,
+// for inspecting an ESP without mounting it.
 package vfat
 
 import (
@@ -122,8 +130,8 @@ func MinSize(opts Options) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("vfat: %w", err)
 	}
-	if hasLbl {
-		root.dirSlots++ // the volume label's entry
+	if err := root.addLabel(hasLbl); err != nil {
+		return 0, fmt.Errorf("vfat: %w", err)
 	}
 	n, err := minSize(root, opts, ss)
 	if err != nil {
@@ -221,8 +229,8 @@ func plan(size int64, opts Options) (*fsPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if hasLbl {
-		root.dirSlots++ // the volume label's entry
+	if err := root.addLabel(hasLbl); err != nil {
+		return nil, err
 	}
 	g, err := layout(size, ss, opts.FAT, opts.ClusterSize, root.dirSlots)
 	if err != nil {
