@@ -119,7 +119,9 @@ const (
 	oldTmpPrefix  = ".#"
 )
 
-func scanFiles(dir string, r *Resource) ([]Instance, error) {
+// scanFiles lists the instances in a file target's directory: regular files, or
+// directories for directory targets, and the leftovers of either.
+func scanFiles(dir string, r *Resource, dirs bool) ([]Instance, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -145,7 +147,7 @@ func scanFiles(dir string, r *Resource) ([]Instance, error) {
 				continue
 			}
 		}
-		if !e.Type().IsRegular() && st == Installed {
+		if st == Installed && (dirs && !e.IsDir() || !dirs && !e.Type().IsRegular()) {
 			continue
 		}
 		out = append(out, Instance{Version: props.Version, Name: n, State: st, Props: props, Path: filepath.Join(dir, n)})

@@ -2,6 +2,8 @@ package sysupdate
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,9 +27,25 @@ type Source interface {
 	String() string
 }
 
+// SourceOptions adjust how OpenSourceWith reaches a source.
+type SourceOptions struct {
+	// CAFile names a PEM file of certificates trusted for https:// sources in addition to
+	// the system's. (Go reads the system's from SSL_CERT_FILE and SSL_CERT_DIR when set,
+	// else from the distribution's bundle, e.g. /etc/ssl/certs/ca-certificates.crt.)
+	CAFile string
+}
+
+// ErrUntrusted is wrapped when an https:// server's certificate does not verify.
+var ErrUntrusted = errors.New("certificate not trusted")
+
 // OpenSource returns the source for spec: http:// and https:// URLs are fetched with
 // net/http, anything else is a local directory (file:// URLs too).
 func OpenSource(spec string) (Source, error) {
+	return OpenSourceWith(spec, SourceOptions{})
+}
+
+// OpenSourceWith is OpenSource with options for https:// sources.
+func OpenSourceWith(spec string, o SourceOptions) (Source, error) {
 	switch {
 	case strings.HasPrefix(spec, "http://"), strings.HasPrefix(spec, "https://"):
 		u, err := url.Parse(spec)
@@ -37,7 +55,16 @@ func OpenSource(spec string) (Source, error) {
 		if !strings.HasSuffix(u.Path, "/") {
 			u.Path += "/"
 		}
-		return &httpSource{base: u, client: &http.Client{Transport: httpTransport}}, nil
+		tr := httpTransport
+		if o.CAFile != "" {
+			pool, err := caPool(o.CAFile)
+			if err != nil {
+				return nil, err
+			}
+			tr = httpTransport.Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		return &httpSource{base: u, client: &http.Client{Transport: tr}, caFile: o.CAFile}, nil
 	case strings.HasPrefix(spec, "file://"):
 		spec = strings.TrimPrefix(spec, "file://")
 	case strings.Contains(spec, "://"):
@@ -87,9 +114,26 @@ var httpTransport = &http.Transport{
 	DisableCompression:    true, // hashes are of the bytes as served
 }
 
+// caPool is the system's certificates plus those in file.
+func caPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", file)
+	}
+	return pool, nil
+}
+
 type httpSource struct {
 	base   *url.URL
 	client *http.Client
+	caFile string
 }
 
 func (h *httpSource) String() string { return h.base.String() }
@@ -109,7 +153,14 @@ func (h *httpSource) Open(ctx context.Context, name string) (io.ReadCloser, int6
 	if err != nil {
 		var ne net.Error
 		var oe *net.OpError
+		var cv *tls.CertificateVerificationError
 		switch {
+		case errors.As(err, &cv):
+			trust := "add its CA to the system's certificates, name a PEM bundle in SSL_CERT_FILE, or pass --ca-file"
+			if h.caFile != "" {
+				trust = "it is signed by neither the system's CAs nor those in " + h.caFile
+			}
+			return nil, 0, fmt.Errorf("%s: %w: the server's certificate does not verify (%v); %s", u, ErrUntrusted, cv.Err, trust)
 		case errors.As(err, &oe) && oe.Op == "dial":
 			return nil, 0, fmt.Errorf("cannot reach %s (is the network up?): %w", u.Host, err)
 		case errors.As(err, &ne) && ne.Timeout():

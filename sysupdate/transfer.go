@@ -21,9 +21,22 @@ var DefaultDirs = []string{"/etc/sysupdate.d", "/run/sysupdate.d", "/usr/local/l
 // Resource types of [Source] and [Target].
 const (
 	TypeURLFile     = "url-file"
+	TypeURLTar      = "url-tar"
 	TypeRegularFile = "regular-file"
 	TypePartition   = "partition"
+	TypeTar         = "tar"
+	TypeDirectory   = "directory"
+	TypeSubvolume   = "subvolume"
 )
+
+// listed reports whether a source type is enumerated from a local directory rather than
+// from a SHA256SUMS manifest (and so is neither hashed nor signed, as in systemd).
+func listed(typ string) bool { return typ != TypeURLFile && typ != TypeURLTar }
+
+// tree reports whether a source type carries a file tree (unpacked into a directory).
+func tree(typ string) bool {
+	return typ == TypeURLTar || typ == TypeTar || typ == TypeDirectory || typ == TypeSubvolume
+}
 
 // Transfer is one sysupdate.d file.
 type Transfer struct {
@@ -40,6 +53,7 @@ type Transfer struct {
 // Resource is a [Source] or [Target] section.
 type Resource struct {
 	Type           string
+	TypeLine       int // where Type= was set, for errors about the combination
 	Path           string
 	PathRelativeTo string // root (default), esp, xbootldr, boot
 	Patterns       Patterns
@@ -54,6 +68,9 @@ type Resource struct {
 	Mode          *uint32
 	TriesLeft     *uint64
 	TriesDone     *uint64
+	// CurrentSymlink names a symlink (relative to Path= unless absolute) pointed at the
+	// newest installed version after each update; file and directory targets only.
+	CurrentSymlink string
 }
 
 // Specifiers are the values of systemd's %-specifiers in transfer files, usually from
@@ -217,10 +234,23 @@ func ParseTransferFile(path string, spec Specifiers) (*Transfer, error) {
 		}
 	}
 	if err := t.check(); err != nil {
+		var le lineError
+		if errors.As(err, &le) && le.line > 0 {
+			return nil, fmt.Errorf("%s:%d: %w", path, le.line, le.err)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return t, nil
 }
+
+// lineError is a check() error about one line of the file.
+type lineError struct {
+	line int
+	err  error
+}
+
+func (e lineError) Error() string { return fmt.Sprintf("line %d: %v", e.line, e.err) }
+func (e lineError) Unwrap() error { return e.err }
 
 // errUnknownKey is wrapped so that callers can tell a typo from a bad value.
 var errUnknownKey = errors.New("unknown key")
@@ -264,6 +294,9 @@ func (t *Transfer) set(e iniEntry, spec Specifiers) error {
 		if e.Section == "Target" {
 			r = &t.Target
 		}
+		if e.Key == "Type" {
+			r.TypeLine = e.Line
+		}
 		return t.setResource(r, e.Section == "Target", e.Key, v)
 	default:
 		if strings.HasPrefix(e.Section, "X-") {
@@ -293,11 +326,15 @@ func (t *Transfer) setResource(r *Resource, target bool, k, v string) error {
 	switch k {
 	case "Type":
 		switch v {
-		case TypeURLFile, TypeRegularFile, TypePartition:
-		case "url-tar", "tar", "directory", "subvolume":
-			return fmt.Errorf("type %q is not supported by piboot update (url-file, regular-file, partition are)", v)
+		case TypeURLFile, TypeURLTar, TypeRegularFile, TypePartition, TypeTar, TypeDirectory:
+		case TypeSubvolume:
+			// As a source a subvolume is read like any directory; as a target it must be
+			// created as a btrfs subvolume, which piboot does not do.
+			if target {
+				return fmt.Errorf("not supported: a subvolume target needs btrfs subvolume creation, which piboot update does not do (Type=directory installs the same tree as a plain directory)")
+			}
 		default:
-			return fmt.Errorf("unknown type %q", v)
+			return fmt.Errorf("unknown type %q (url-file, url-tar, regular-file, partition, tar, directory, subvolume)", v)
 		}
 		r.Type = v
 	case "Path":
@@ -389,11 +426,18 @@ func (t *Transfer) setResource(r *Resource, target bool, k, v string) error {
 			return err
 		}
 		return t.setInstancesMax(v)
-	case "RemoveTemporary", "CurrentSymlink":
-		// Only meaningful for directory targets in systemd; accepted for compatibility.
+	case "RemoveTemporary":
+		// Leftovers are always removed before an update (they are never a version).
 		if err := targetOnly(); err != nil {
 			return err
 		}
+		var b bool
+		return parseBoolInto(v, &b)
+	case "CurrentSymlink":
+		if err := targetOnly(); err != nil {
+			return err
+		}
+		r.CurrentSymlink = v
 	default:
 		return errUnknownKey
 	}
@@ -412,13 +456,22 @@ func (t *Transfer) check() error {
 			return fmt.Errorf("%s lacks MatchPattern=", s.name)
 		}
 	}
-	switch t.Source.Type {
-	case TypeURLFile, TypeRegularFile:
-	default:
-		return fmt.Errorf("[Source] Type=%s is not supported (url-file, regular-file are)", t.Source.Type)
+	if t.Source.Type == TypePartition {
+		return lineError{t.Source.TypeLine, fmt.Errorf("[Source] Type=partition: partitions are only targets")}
 	}
 	if t.Source.Path == "" {
 		return fmt.Errorf("[Source] lacks Path=")
+	}
+	if listed(t.Source.Type) && !filepath.IsAbs(t.Source.Path) {
+		return fmt.Errorf("[Source] Type=%s reads a local directory: Path=%s is not absolute", t.Source.Type, t.Source.Path)
+	}
+	if tree(t.Source.Type) != (t.Target.Type == TypeDirectory) {
+		want := "partition or regular-file"
+		if tree(t.Source.Type) {
+			want = "directory"
+		}
+		return lineError{t.Target.TypeLine, fmt.Errorf("[Target] Type=%s cannot take [Source] Type=%s (line %d): that goes to a %s target",
+			t.Target.Type, t.Source.Type, t.Source.TypeLine, want)}
 	}
 	switch t.Target.Type {
 	case TypePartition:
@@ -438,7 +491,7 @@ func (t *Transfer) check() error {
 		if t.Target.Mode != nil || t.Target.TriesLeft != nil || t.Target.TriesDone != nil {
 			return fmt.Errorf("[Target] Mode=, TriesLeft=, TriesDone= only apply to regular-file targets")
 		}
-	case TypeRegularFile:
+	case TypeRegularFile, TypeDirectory:
 		if t.Target.Path == "" {
 			return fmt.Errorf("[Target] lacks Path=")
 		}
@@ -460,9 +513,12 @@ func (t *Transfer) check() error {
 			}
 		}
 	default:
-		return fmt.Errorf("[Target] Type=%s is not supported (partition, regular-file are)", t.Target.Type)
+		return fmt.Errorf("[Target] Type=%s is not supported (partition, regular-file, directory are)", t.Target.Type)
 	}
-	if t.Source.Type == TypeURLFile || t.Source.Type == TypeRegularFile {
+	if t.Target.CurrentSymlink != "" && t.Target.Type == TypePartition {
+		return fmt.Errorf("[Target] CurrentSymlink= only applies to regular-file and directory targets")
+	}
+	{
 		for _, p := range t.Source.Patterns {
 			for _, f := range []byte("ufag") {
 				if p.Has(f) {

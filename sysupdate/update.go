@@ -30,6 +30,8 @@ type Updater struct {
 	Transfers []*Transfer
 	// Source, when set, replaces the Path= of every transfer's source (--source).
 	Source Source
+	// SourceOptions apply to the transfers' own Path= sources.
+	SourceOptions SourceOptions
 	// Root is the file system the transfers act on ("" or "/" on the device).
 	Root string
 	// Disk is the block device or image that Path=auto means; "" finds the disk holding
@@ -51,6 +53,8 @@ type Updater struct {
 	restore []func() error
 	// locks are the disks locked for this operation.
 	locks map[string]*os.File
+	// sources are the transfers' sources by Path=, opened once.
+	sources map[string]Source
 
 	// step is called before every durable write; an error aborts there, as a power cut
 	// would (tests inject crashes through it).
@@ -132,7 +136,18 @@ func (u *Updater) source(t *Transfer) (Source, error) {
 	if u.Source != nil {
 		return u.Source, nil
 	}
-	return OpenSource(t.Source.Path)
+	if s := u.sources[t.Source.Path]; s != nil {
+		return s, nil
+	}
+	s, err := OpenSourceWith(t.Source.Path, u.SourceOptions)
+	if err != nil {
+		return nil, err
+	}
+	if u.sources == nil {
+		u.sources = map[string]Source{}
+	}
+	u.sources[t.Source.Path] = s
+	return s, nil
 }
 
 // Available holds what the sources offer.
@@ -151,6 +166,9 @@ func (u *Updater) FetchAvailable(ctx context.Context) (*Available, error) {
 	verify := map[string]bool{}
 	srcs := make([]Source, len(u.Transfers))
 	for i, t := range u.Transfers {
+		if listed(t.Source.Type) {
+			continue
+		}
 		s, err := u.source(t)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.File, err)
@@ -160,6 +178,14 @@ func (u *Updater) FetchAvailable(ctx context.Context) (*Available, error) {
 	}
 	keyring := u.Keyring
 	for i, t := range u.Transfers {
+		if listed(t.Source.Type) {
+			files, err := u.listSource(t)
+			if err != nil {
+				return nil, err
+			}
+			av.Files = append(av.Files, files)
+			continue
+		}
 		key := srcs[i].String()
 		if _, done := av.Manifests[key]; !done {
 			if verify[key] && keyring == "" {
@@ -203,6 +229,49 @@ func (u *Updater) FetchAvailable(ctx context.Context) (*Available, error) {
 	}
 	sortNewestFirst(av.Versions)
 	return av, nil
+}
+
+// localDir is where a listed (local) source's versions are: Path= below Root, or the
+// --source directory.
+func (u *Updater) localDir(t *Transfer) (string, error) {
+	if u.Source != nil {
+		d, ok := u.Source.(dirSource)
+		if !ok {
+			return "", fmt.Errorf("%s: [Source] Type=%s reads a local directory, not %s", t.File, t.Source.Type, u.Source)
+		}
+		return string(d), nil
+	}
+	return filepath.Join(u.root(), t.Source.Path), nil
+}
+
+// listSource maps version → name for a local source: the files (regular-file, tar) or
+// directories (directory, subvolume) in its directory that match its patterns.
+func (u *Updater) listSource(t *Transfer) (map[string]string, error) {
+	dir, err := u.localDir(t)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: [Source] Path=: %w", t.File, err)
+	}
+	wantDir := t.Source.Type == TypeDirectory || t.Source.Type == TypeSubvolume
+	files := map[string]string{}
+	for _, e := range ents {
+		props, ok := t.Source.Patterns.Match(e.Name())
+		if !ok || (t.MinVersion != "" && CompareVersions(props.Version, t.MinVersion) < 0) {
+			continue
+		}
+		st, err := os.Stat(filepath.Join(dir, e.Name()))
+		if err != nil || st.IsDir() != wantDir || (!wantDir && !st.Mode().IsRegular()) {
+			continue
+		}
+		if prev, dup := files[props.Version]; dup && prev < e.Name() {
+			continue
+		}
+		files[props.Version] = e.Name()
+	}
+	return files, nil
 }
 
 func sortNewestFirst(vs []string) {
@@ -254,13 +323,13 @@ func (u *Updater) openTarget(t *Transfer) (*target, error) {
 		tg.tbl, tg.size = tbl, size
 		tg.scan = scanPartitions(tbl, &t.Target)
 		tg.instances = tg.scan.instances
-	case TypeRegularFile:
+	case TypeRegularFile, TypeDirectory:
 		dir, err := u.targetDir(t)
 		if err != nil {
 			return nil, err
 		}
 		tg.dir = dir
-		if tg.instances, err = scanFiles(dir, &t.Target); err != nil {
+		if tg.instances, err = scanFiles(dir, &t.Target, t.Target.Type == TypeDirectory); err != nil {
 			return nil, fmt.Errorf("%s: %w", t.File, err)
 		}
 	}
@@ -445,6 +514,7 @@ type job struct {
 	slot   Instance // partition target
 	name   string   // new label or file name
 	skip   bool     // already installed
+	local  bool     // a listed local source: no manifest, no hash (as in systemd)
 	// srcProps are what the source file's name tells (@s: decompressed size, @h: hash...).
 	srcProps Properties
 }
@@ -480,10 +550,13 @@ func (u *Updater) Update(ctx context.Context, version string) (_ string, err err
 		if !ok {
 			return "", fmt.Errorf("%s: version %s is not offered by %s", t.File, version, describeSource(u, t))
 		}
-		src, _ := u.source(t)
-		j := &job{file: file, sum: av.Manifests[src.String()][file]}
+		j := &job{file: file, local: listed(t.Source.Type)}
+		if !j.local {
+			src, _ := u.source(t)
+			j.sum = av.Manifests[src.String()][file]
+		}
 		j.srcProps, _ = t.Source.Patterns.Match(file)
-		if j.srcProps.SHA256 != "" && j.srcProps.SHA256 != j.sum {
+		if j.srcProps.SHA256 != "" && j.sum != "" && j.srcProps.SHA256 != j.sum {
 			return "", fmt.Errorf("%s: %s: %w: its name says %s, %s lists %s", t.File, file, ErrHashMismatch, j.srcProps.SHA256, ManifestName, j.sum)
 		}
 		if j.tg, err = u.openTarget(t); err != nil {
@@ -607,7 +680,7 @@ func (u *Updater) plan(j *job, version string) error {
 			return fmt.Errorf("%s: partition label %q is %d UTF-16 units long; GPT allows 36", t.File, name, n)
 		}
 		j.name = name
-	case TypeRegularFile:
+	case TypeRegularFile, TypeDirectory:
 		name, err := tr.Patterns[0].Format(props)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.File, err)
@@ -673,6 +746,12 @@ func (u *Updater) vacuum(tg *target, remove []Instance) error {
 			if err := u.doStep("remove " + r.Name); err != nil {
 				return err
 			}
+			if tg.t.Target.Type == TypeDirectory {
+				if err := removeTree(tg.dir, r.Name); err != nil {
+					return fmt.Errorf("%s: remove %s: %w", tg.t.File, r.Path, err)
+				}
+				continue
+			}
 			if err := os.Remove(r.Path); err != nil && !os.IsNotExist(err) {
 				return err
 			}
@@ -685,11 +764,21 @@ func (u *Updater) vacuum(tg *target, remove []Instance) error {
 // pending once checked) or a hidden file in the target directory.
 func (u *Updater) acquire(ctx context.Context, j *job, version string) error {
 	tg, t := j.tg, j.tg.t
-	src, err := u.source(t)
+	var src Source
+	var err error
+	if j.local {
+		var dir string
+		dir, err = u.localDir(t)
+		src = dirSource(dir)
+	} else {
+		src, err = u.source(t)
+	}
 	if err != nil {
 		return err
 	}
 	switch t.Target.Type {
+	case TypeDirectory:
+		return u.acquireTree(ctx, src, j)
 	case TypePartition:
 		slot := j.slot
 		u.logf("%s: writing %s to partition %d of %s (%d bytes) as %s", t.Name, j.file, slot.Index, tg.disk, slot.Size, j.name)
@@ -800,7 +889,23 @@ func (u *Updater) install(j *job) error {
 			return err
 		}
 		u.logf("%s: installed %s", t.Name, final)
-		return syncDir(tg.dir)
+		if err := syncDir(tg.dir); err != nil {
+			return err
+		}
+		if t.Target.Type == TypeDirectory && t.Target.ReadOnly != nil && *t.Target.ReadOnly {
+			if err := setImmutable(final, true); err != nil {
+				return fmt.Errorf("%s: ReadOnly=yes: set the immutable attribute of %s: %w", t.File, final, err)
+			}
+		}
+		if l := t.Target.CurrentSymlink; l != "" {
+			if err := u.doStep("symlink " + l); err != nil {
+				return err
+			}
+			if err := pointSymlink(tg.dir, l, j.name); err != nil {
+				return fmt.Errorf("%s: CurrentSymlink=%s: %w", t.File, l, err)
+			}
+		}
+		return nil
 	}
 }
 
@@ -835,8 +940,8 @@ const chunk = 4 << 20
 
 // fetch streams the source file through SHA-256 and the decompressor matched by its magic
 // into w, one pass, no temporary copy. The hash is of the bytes as downloaded.
-func (u *Updater) fetch(ctx context.Context, src Source, j *job, w *boundedWriter) (int64, error) {
-	if j.sum == "" {
+func (u *Updater) fetch(ctx context.Context, src Source, j *job, w io.Writer) (int64, error) {
+	if j.sum == "" && !j.local {
 		return 0, fmt.Errorf("%s is not listed in %s", j.file, ManifestName)
 	}
 	rc, size, err := src.Open(ctx, j.file)
@@ -855,6 +960,11 @@ func (u *Updater) fetch(ctx context.Context, src Source, j *job, w *boundedWrite
 	pf := newPrefetcher(counted, 1<<20, 8)
 	defer pf.Close()
 	br := bufio.NewReaderSize(pf, 1<<20)
+	if tree(j.tg.t.Source.Type) {
+		if err := checkArchiveName(j.file, br); err != nil {
+			return 0, err
+		}
+	}
 	dec, closeDec, err := decompressor(br)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", j.file, err)
@@ -909,7 +1019,7 @@ func (u *Updater) fetch(ctx context.Context, src Source, j *job, w *boundedWrite
 			}
 			// Tell a damaged download from a damaged publication: hash what is left.
 			io.Copy(io.Discard, br)
-			if got := hex.EncodeToString(h.Sum(nil)); got != j.sum {
+			if got := hex.EncodeToString(h.Sum(nil)); !j.local && got != j.sum {
 				return total, fmt.Errorf("%s: %w (tampered or truncated: %d bytes downloaded, decompression failed: %v)", j.file, ErrHashMismatch, counted.n, rerr)
 			}
 			return total, fmt.Errorf("%s: %w (after %d compressed bytes)", j.file, rerr, counted.n)
@@ -922,7 +1032,7 @@ func (u *Updater) fetch(ctx context.Context, src Source, j *job, w *boundedWrite
 	if _, err := io.Copy(io.Discard, br); err != nil {
 		return total, fmt.Errorf("%s: %w", j.file, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != j.sum {
+	if got := hex.EncodeToString(h.Sum(nil)); !j.local && got != j.sum {
 		return total, fmt.Errorf("%s: %w: %s lists %s, the download (%d bytes) has %s", j.file, ErrHashMismatch, ManifestName, j.sum, counted.n, got)
 	}
 	if size >= 0 && counted.n != size {

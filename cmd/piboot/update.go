@@ -30,6 +30,7 @@ func runUpdate(args []string) int {
 	booted := fs.String("booted", "", "the running version, never removed (default: IMAGE_VERSION, else piboot.store= on the kernel command line)")
 	keyring := fs.String("keyring", "", "OpenPGP keyring to verify SHA256SUMS against (default: systemd's import-pubring paths below --root, then --store)")
 	store := fs.String("store", "/nix/store", "where the image's store is mounted (it carries sysupdate.d, the keyring and os-release), relative to --root")
+	caFile := fs.String("ca-file", "", "PEM certificates trusted for https:// sources besides the system's (SSL_CERT_FILE replaces the system's bundle)")
 	quiet := fs.Bool("quiet", false, "no progress bar, no step messages")
 	fs.Parse(args)
 	if fs.NArg() < 1 {
@@ -53,7 +54,8 @@ func runUpdate(args []string) int {
 	if err != nil {
 		return fail("update", err)
 	}
-	u := &sysupdate.Updater{Transfers: ts, Root: *root, Disk: *disk, ESP: *esp, Booted: *booted, Keyring: *keyring}
+	u := &sysupdate.Updater{Transfers: ts, Root: *root, Disk: *disk, ESP: *esp, Booted: *booted, Keyring: *keyring,
+		SourceOptions: sysupdate.SourceOptions{CAFile: *caFile}}
 	if !*quiet {
 		u.Log = os.Stderr
 		if term.IsTerminal(int(os.Stderr.Fd())) {
@@ -63,7 +65,7 @@ func runUpdate(args []string) int {
 		}
 	}
 	if *source != "" {
-		if u.Source, err = sysupdate.OpenSource(*source); err != nil {
+		if u.Source, err = sysupdate.OpenSourceWith(*source, u.SourceOptions); err != nil {
 			return fail("update", err)
 		}
 	}
