@@ -36,8 +36,10 @@ var demoLine = regexp.MustCompile(`piboot-demo: version=(\S+) root=\S+ rootsize=
 
 // TestQEMUUpdateAndRollback is the device-side cycle under AAVMF and systemd-boot: v0 is
 // flashed and boots, fetches v1 over HTTP from the host (10.0.2.2) and loses power while
-// writing it; v0 boots again, completes the update and reboots; v1 boots and blesses itself; v0's store and UKI stay. Then a v2 whose store
-// cannot boot is installed: systemd-boot tries it three times and then boots v1 by itself.
+// writing it; v0 boots again, completes the update and reboots; v1 boots and blesses
+// itself; v0's store and UKI stay, and with loader.conf's default v0 boots again, with its
+// store. That boot installs a v2 whose store cannot boot (vacuum keeps the booted v0 and
+// reuses v1's slot): systemd-boot tries v2 three times and then boots v0 by itself.
 func TestQEMUUpdateAndRollback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("QEMU boots")
@@ -131,6 +133,16 @@ func TestQEMUUpdateAndRollback(t *testing.T) {
 		}
 		return strings.Join(names, " ")
 	}
+	// setLoaderConf replaces loader.conf on the card's ESP between boots, as a user would.
+	setLoaderConf := func(body string) {
+		t.Helper()
+		conf := filepath.Join(dir, "loader.conf")
+		os.WriteFile(conf, []byte(body), 0o644)
+		img := fmt.Sprintf("%s@@%d", disk, v0.Partitions[0].Offset)
+		if b, err := exec.Command("mcopy", "-o", "-i", img, conf, "::/loader/loader.conf").CombinedOutput(); err != nil {
+			t.Fatalf("mcopy loader.conf: %v\n%s", err, b)
+		}
+	}
 	labels := func() string {
 		f, _ := os.Open(disk)
 		defer f.Close()
@@ -185,9 +197,21 @@ func TestQEMUUpdateAndRollback(t *testing.T) {
 	if got := espFiles(); !strings.Contains(got, "piboot_v1+3-0.efi") || !strings.Contains(got, "piboot_v0.efi") {
 		t.Fatalf("ESP after the update: %s", got)
 	}
-	// A v2 whose store cannot boot (its image is garbage, but listed and signed) is published
-	// before v1 boots. systemd-boot picks v1 (newest) and counts a try; v1 blesses itself,
-	// vacuums v0 (keeping itself, the booted one), puts v2 into v0's slot and reboots.
+	// v1 boots (systemd-boot picks the newest and counts a try), blesses itself, finds
+	// nothing newer.
+	ver, log = boot("v1 boot")
+	if ver != "v1" || !strings.Contains(log, "piboot-demo: bless: marked good: /EFI/Linux/piboot_v1.efi") ||
+		!strings.Contains(log, "piboot-demo: update: up to date") {
+		t.Fatalf("v1 boot: version %s\n%s", ver, tail(log, 5000))
+	}
+	if got := espFiles(); got != "piboot_v0.efi piboot_v1.efi" {
+		t.Fatalf("ESP after v1 blessed itself: %s", got)
+	}
+	// v0 is still there: chosen through loader.conf's default, it boots with its own store.
+	// A v2 whose store cannot boot (its image is garbage, but listed and signed) is
+	// published first, so this boot also shows vacuum at work: the booted v0 is kept, v1
+	// goes, and v2 lands in v1's slot.
+	setLoaderConf("timeout 0\ndefault piboot_v0.efi\n")
 	build("v2")
 	garbage := make([]byte, 3<<20)
 	rand.Read(garbage)
@@ -200,22 +224,23 @@ func TestQEMUUpdateAndRollback(t *testing.T) {
 	if err := sysupdate.Publish(filepath.Join(out, "update"), signer); err != nil {
 		t.Fatal(err)
 	}
-	ver, log = boot("v1 boot")
-	if ver != "v1" || !strings.Contains(log, "piboot-demo: bless: marked good: /EFI/Linux/piboot_v1.efi") ||
+	ver, log = boot("v0 chosen in loader.conf")
+	if ver != "v0" || !regexp.MustCompile(`piboot-init: mount: \S+ \(nix-store_v0, squashfs`).MatchString(log) ||
 		!strings.Contains(log, "piboot-demo: update: installed v2, rebooting") {
-		t.Fatalf("v1 boot: version %s\n%s", ver, tail(log, 5000))
+		t.Fatalf("v0 chosen in loader.conf: version %s\n%s", ver, tail(log, 5000))
 	}
-	if got := labels(); strings.Contains(got, "nix-store_v0") || !strings.Contains(got, "nix-store_v1") || !strings.Contains(got, "nix-store_v2") {
-		t.Fatalf("partitions after installing v2: %s (want v0's slot reused, v1 kept)", got)
+	if got := labels(); !strings.Contains(got, "nix-store_v0") || strings.Contains(got, "nix-store_v1") || !strings.Contains(got, "nix-store_v2") {
+		t.Fatalf("partitions after installing v2 from v0: %s (want v0 kept as booted, v1's slot reused)", got)
 	}
-	if got := espFiles(); got != "piboot_v1.efi piboot_v2+3-0.efi" {
+	if got := espFiles(); got != "piboot_v0.efi piboot_v2+3-0.efi" {
 		t.Fatalf("ESP after installing v2: %s", got)
 	}
-	// v2 fails three times (systemd-boot counts down), then v1 boots by itself.
+	setLoaderConf("timeout 0\n")
+	// v2 fails three times (systemd-boot counts down), then v0 boots by itself.
 	// The first try runs into piboot-init's error on v2's store; the later ones, which fail
 	// the same way, end once the kernel has v2's command line (systemd-boot has counted).
 	v2Cmdline := regexp.MustCompile(`Kernel command line: .*piboot\.store=nix-store_(\S+)`)
-	for i, want := range []string{"piboot_v1.efi piboot_v2+2-1.efi", "piboot_v1.efi piboot_v2+1-2.efi", "piboot_v1.efi piboot_v2+0-3.efi"} {
+	for i, want := range []string{"piboot_v0.efi piboot_v2+2-1.efi", "piboot_v0.efi piboot_v2+1-2.efi", "piboot_v0.efi piboot_v2+0-3.efi"} {
 		vm := qemu.Start(t, qemu.Config{UEFI: true, Vars: vars, Net: true, Disks: []qemu.Disk{{Path: disk, Bus: qemu.Virtio}}})
 		m, err := vm.Expect(v2Cmdline, 300*time.Second)
 		if err == nil && m[1] != "v2" {
@@ -236,7 +261,7 @@ func TestQEMUUpdateAndRollback(t *testing.T) {
 		}
 	}
 	ver, log = boot("after three failed tries")
-	if ver != "v1" || !strings.Contains(log, "piboot-demo: update: up to date") {
+	if ver != "v0" || !strings.Contains(log, "piboot-demo: update: up to date") {
 		t.Fatalf("after v2 failed three times: version %s\n%s", ver, tail(log, 5000))
 	}
 }
