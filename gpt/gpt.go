@@ -301,7 +301,9 @@ func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64) *cop
 // Write was cut between the primary's entries and its header), else the backup the primary
 // header names, else the one at the last LBA. With Write's order this gives the old table
 // until the first write to the primary and the new one from then on. A disk whose MBR holds
-// a DOS partition table is not a GPT disk. Errors wrap ErrNoGPT when no GPT is there at all.
+// a DOS partition table or a file system's boot sector is not a GPT disk, and neither is one
+// with only a backup left, without protective MBR and primary: that is what reformatting a
+// whole disk leaves behind. Errors wrap ErrNoGPT when no GPT is there at all.
 func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, error) {
 	sizes := []int{sectorSize}
 	if sectorSize == 0 {
@@ -319,6 +321,11 @@ func Read(r io.ReaderAt, size int64, sectorSize int) (*Table, error) {
 			return nil, fmt.Errorf("gpt (%d-byte sectors): %w", ss, err)
 		}
 		errs = append(errs, fmt.Sprintf("%d-byte sectors: %v", ss, err))
+		if len(sizes) == 2 && ss == 512 && !bytes.Contains([]byte(err.Error()), []byte("LBA")) {
+			// Nothing about sector 0 depends on the sector size: say it once.
+			errs[0] = err.Error()
+			break
+		}
 	}
 	return nil, fmt.Errorf("gpt: %w", &noGPTError{joinProblems(errs)})
 }
@@ -350,6 +357,9 @@ func readSS(r io.ReaderAt, size int64, ss int) (*Table, error) {
 		return nil, fmt.Errorf("read protective MBR: %w", err)
 	}
 	st.MBRValid = isProtective(mbr)
+	if fs := bootSectorFS(mbr); !st.MBRValid && fs != "" {
+		return nil, fmt.Errorf("%w: sector 0 is the boot sector of a %s file system on the whole disk", ErrNoGPT, fs)
+	}
 	if !st.MBRValid && hasDOSPartitions(mbr) {
 		// A DOS-partitioned disk with a leftover GPT: the kernel and libfdisk treat it as
 		// DOS, and so do we, so that nothing writes a GPT over its partitions.
@@ -384,6 +394,15 @@ func readSS(r io.ReaderAt, size int64, ss int) (*Table, error) {
 			msg += fmt.Sprintf("; backup at LBA %d: %v", altLBA, alt.err)
 		}
 		return nil, fmt.Errorf("no valid GPT copy: %s", msg)
+	}
+
+	if !primary.ok() && !st.MBRValid {
+		// Without a protective MBR and a primary, only a backup is left, and that is what a
+		// disk reformatted without a partition table (a FAT "superfloppy" card) keeps at its
+		// end: the kernel and libfdisk see no GPT there, and rewriting the primary from the
+		// backup would overwrite the file system at the start of the disk.
+		return nil, fmt.Errorf("%w: no protective MBR and no primary GPT at LBA 1 (%v); the backup GPT at LBA %d is a stale leftover",
+			ErrNoGPT, primary.err, lbaOf(pickValid(alt, atEnd), last))
 	}
 
 	var chosen *copyInfo
@@ -458,7 +477,20 @@ func readSS(r io.ReaderAt, size int64, ss int) (*Table, error) {
 	return t, nil
 }
 
+// pickValid returns the first valid copy among cs.
+func pickValid(cs ...*copyInfo) *copyInfo {
+	for _, c := range cs {
+		if c != nil && c.ok() {
+			return c
+		}
+	}
+	return nil
+}
+
 func lbaOf(c *copyInfo, def uint64) uint64 {
+	if c == nil {
+		return def
+	}
 	if c.hdr != nil {
 		return c.hdr.myLBA
 	}
@@ -522,6 +554,23 @@ func isProtective(mbr []byte) bool {
 		}
 	}
 	return false
+}
+
+// bootSectorFS names the file system whose boot sector mbr is (FAT, exFAT, NTFS), or "".
+// Their boot code can look like DOS partition entries.
+func bootSectorFS(mbr []byte) string {
+	switch {
+	case mbr[510] != 0x55 || mbr[511] != 0xAA:
+		return ""
+	case string(mbr[3:11]) == "EXFAT   ":
+		return "exFAT"
+	case string(mbr[3:11]) == "NTFS    ":
+		return "NTFS"
+	case (mbr[0] == 0xEB || mbr[0] == 0xE9) && (string(mbr[54:59]) == "FAT12" || string(mbr[54:59]) == "FAT16" ||
+		string(mbr[54:57]) == "FAT" || string(mbr[82:87]) == "FAT32"):
+		return "FAT"
+	}
+	return ""
 }
 
 func hasDOSPartitions(mbr []byte) bool {

@@ -606,3 +606,63 @@ func TestDOSDiskRefused(t *testing.T) {
 		t.Fatalf("Read of a DOS disk: %v", err)
 	}
 }
+
+// TestStaleBackupBehindFilesystem: a card that held a GPT and was then formatted as a whole
+// (mkfs.vfat -I, mformat: a FAT "superfloppy", as cameras and phones do) keeps the old
+// backup GPT at its end. That is no GPT disk (the kernel and libfdisk say so): reading the
+// old table from the backup, a repair would write a primary over the file system. With a
+// protective MBR the same backup is a damaged disk's rescue, and a valid primary without the
+// protective MBR is still read (the MBR is written anew with the table).
+func TestStaleBackupBehindFilesystem(t *testing.T) {
+	testutil.Need(t, "sgdisk", "mformat", "mkfs.vfat")
+	img := sparse(t, 64*MiB)
+	run(t, "sgdisk", "-n", "1:2048:+16M", "-c", "1:boot", "-n", "2:0:+16M", "-c", "2:store", img)
+	withGPT, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// mkfs.vfat's boot sector has zeros where an MBR has partition types; mformat's boot
+	// code happens to look like DOS partitions there.
+	for _, format := range [][]string{{"mkfs.vfat", "-I", "-n", "CAMERA", img}, {"mformat", "-i", img, "-v", "CAMERA", "::"}} {
+		os.WriteFile(img, withGPT, 0o644)
+		run(t, format[0], format[1:]...)
+		f, err := os.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Read(f, 64*MiB, 0)
+		f.Close()
+		if !errors.Is(err, ErrNoGPT) {
+			t.Fatalf("%s superfloppy with an old backup GPT: %v", format[0], err)
+		}
+		t.Logf("%s: %v", format[0], err)
+	}
+	// A whole-disk file system that leaves sector 0 empty (ext4 starts at byte 1024).
+	wiped := append([]byte(nil), withGPT...)
+	clear(wiped[:64<<10])
+	copy(wiped[1024+0x38:], []byte{0x53, 0xEF})
+	os.WriteFile(img, wiped, 0o644)
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := Read(f, 64*MiB, 0); !errors.Is(err, ErrNoGPT) || !strings.Contains(err.Error(), "stale") {
+		t.Fatalf("whole-disk ext4 with an old backup GPT: %v", err)
+	}
+
+	// The same disk with its protective MBR and primary entries, the primary header lost.
+	damaged := append([]byte(nil), withGPT...)
+	clear(damaged[512:1024])
+	os.WriteFile(img, damaged, 0o644)
+	if tab := readFile(t, img); !tab.Status.FromBackup || len(tab.Partitions) != 2 {
+		t.Fatalf("lost primary header: %+v", tab.Status)
+	}
+	// A valid primary without a protective MBR.
+	noMBR := append([]byte(nil), withGPT...)
+	clear(noMBR[:512])
+	os.WriteFile(img, noMBR, 0o644)
+	if tab := readFile(t, img); tab.Status.MBRValid || !tab.Status.PrimaryValid || len(tab.Partitions) != 2 {
+		t.Fatalf("no protective MBR: %+v", tab.Status)
+	}
+}

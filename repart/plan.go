@@ -157,6 +157,11 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 	} else if !old.Status.BackupValid {
 		repair = append(repair, "backup GPT is damaged or missing: rewriting it")
 	}
+	if !old.Status.MBRValid {
+		// Without it the kernel does not read the GPT (unless booted with "gpt"): the
+		// partitions piboot-init mounts would not appear.
+		repair = append(repair, "protective MBR missing: writing one")
+	}
 	if t.DiskGUID == uuid.Nil {
 		t.DiskGUID = deriveUUID(seed, "disk-uuid")
 		repair = append(repair, "disk GUID is null: setting "+t.DiskGUID.String())

@@ -198,6 +198,12 @@ func TestPlanPure(t *testing.T) {
 					t.Fatalf("%+v, last usable LBA %d", p, l.New.LastUsableLBA)
 				}
 			}},
+		{"a missing protective MBR is repaired", 1000 * MiB, 1000 * MiB, []string{"[Partition]\nType=esp\n"},
+			func(t *testing.T, l *Layout, err error) {
+				if err != nil || l.Changed || l.Empty() || len(l.Repair) != 1 || !strings.Contains(l.Repair[0], "protective MBR") {
+					t.Fatalf("%v %+v", err, l)
+				}
+			}},
 		{"UUID= and UUID=null", 1000 * MiB, 2000 * MiB, []string{"[Partition]\nType=home\nUUID=0123456789abcdef0123456789abcdef\n", "[Partition]\nType=srv\nUUID=null\n"},
 			func(t *testing.T, l *Layout, err error) {
 				if err != nil || l.Partitions[0].UUID.String() != "01234567-89ab-cdef-0123-456789abcdef" || l.Partitions[1].UUID != uuid.Nil {
@@ -207,7 +213,11 @@ func TestPlanPure(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			l, err := Plan(Disk{Size: c.disk, Table: seedTable(t, c.img)}, mustParse(t, c.defs...), seed)
+			tab := seedTable(t, c.img)
+			if strings.Contains(c.name, "MBR") {
+				tab.Status.MBRValid = false
+			}
+			l, err := Plan(Disk{Size: c.disk, Table: tab}, mustParse(t, c.defs...), seed)
 			c.check(t, l, err)
 		})
 	}
