@@ -69,6 +69,7 @@ func TestNamesFATCannotHold(t *testing.T) {
 // TestShortNameCollisions: a thousand long names with the same 8.3 basis get ~1 to ~1200
 // tails, each unique, and fsck.vfat checks every long name's checksum against them.
 func TestShortNameCollisions(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	tree := fstest.MapFS{"COLLIS~3.TXT": {Data: []byte("a real 8.3 name with a tail")}}
 	for i := 1; i <= 1200; i++ {
 		tree[fmt.Sprintf("many/Collision Name %04d.txt", i)] = &fstest.MapFile{Data: []byte(fmt.Sprint(i))}
@@ -114,6 +115,7 @@ func TestShortNameCollisions(t *testing.T) {
 // "..", long-name entries and the volume label; a FAT16 root at most what its 16-bit count
 // holds.
 func TestDirectoryEntryLimit(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	many := func(dir string, n int) fstest.MapFS {
 		m := fstest.MapFS{}
 		for i := 0; i < n; i++ {
@@ -226,6 +228,7 @@ func (s sparseWriter) WriteAt(p []byte, off int64) (int, error) {
 // TestFileSizeLimit: 4 GiB - 1 bytes is the largest FAT file; one byte more is an error
 // naming the file.
 func TestFileSizeLimit(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "EFI"), 0o755); err != nil {
 		t.Fatal(err)

@@ -218,6 +218,7 @@ func mtoolsImage(t *testing.T, fat string, kib int, label string) string {
 
 // TestOpenMkfsVfat reads images made by the real mkfs.vfat and mcopy, for each FAT type.
 func TestOpenMkfsVfat(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	tree := mtoolsTree()
 	for _, tc := range []struct {
 		fat int
@@ -426,6 +427,7 @@ func walkAll(fsys *FS, limit int64) error {
 }
 
 func TestOpenCorrupt(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	pristine := buildMem(t, 34<<20, Options{Root: corruptionTree(), Label: "CORRUPT"})
 	ref, err := Open(pristine, int64(len(pristine)))
 	if err != nil {

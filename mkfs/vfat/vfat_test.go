@@ -156,6 +156,7 @@ func pattern(n int, seed int64) []byte {
 }
 
 func TestEmptySizes(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	for _, tc := range []struct {
 		size int64
 		ss   int
@@ -198,6 +199,7 @@ func readSector(t *testing.T, img string, off int64, n int) []byte {
 // TestLayoutMatchesMkfsFat compares the geometry with mkfs.fat's for the same number of
 // sectors (mkfs.fat trims files to whole dummy tracks, so its sector count is used).
 func TestLayoutMatchesMkfsFat(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	testutil.Need(t, "mkfs.vfat")
 	for _, tc := range []struct {
 		mib  int64
@@ -357,6 +359,7 @@ func TestShortNameGeneration(t *testing.T) {
 }
 
 func TestDeepAndWide(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	fsys := fstest.MapFS{}
 	p := "deep"
 	for i := 0; i < 40; i++ {
@@ -373,6 +376,7 @@ func TestDeepAndWide(t *testing.T) {
 }
 
 func TestLargeFiles(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	edges := fstest.MapFS{}
 	// Boundary sizes around the 512-byte and 4 KiB cluster sizes of the two images below.
 	for _, n := range []int{511, 512, 513, 4095, 4096, 4097, 8191, 8192, 8193, 65535, 65536, 65537} {
@@ -620,6 +624,7 @@ func (r *recorder) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func TestMinSize(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	for _, tc := range []struct {
 		name string
 		fsys fs.FS
@@ -665,6 +670,7 @@ func manySmall(n int) fstest.MapFS {
 // TestRandomTrees builds random trees (names of every kind, sizes around cluster edges) and
 // requires fsck to be clean and every file to read back.
 func TestRandomTrees(t *testing.T) {
+	t.Parallel() // overlaps TestKernelReadsAndWrites, which mostly waits for QEMU
 	n := 6
 	if testing.Short() {
 		n = 2
