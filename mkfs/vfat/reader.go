@@ -23,9 +23,10 @@ func corrupt(format string, args ...any) error {
 }
 
 const (
-	maxDirBytes = maxDirSlots * direntSize // no reader accepts a larger directory
-	fatChunk    = 64 << 10                 // the FAT is read in pieces of this size, on demand
-	dirCacheMax = 256                      // parsed directories kept for repeated lookups
+	maxDirBytes    = maxDirSlots * direntSize // no reader accepts a larger directory
+	fatChunk       = 64 << 10                 // the FAT is read in pieces of this size, on demand
+	fatCacheChunks = 256                      // at most 16 MiB of FAT kept
+	dirCacheMax    = 256                      // parsed directories kept for repeated lookups
 )
 
 // FS is a FAT12, FAT16 or FAT32 filesystem opened for reading with Open. It implements
@@ -204,8 +205,17 @@ func (f *FS) Label() string {
 
 func (f *FS) valid(c uint32) bool { return c >= 2 && c <= f.clusters+1 }
 
-// next returns the FAT entry of cluster c (which must be valid).
-func (f *FS) next(c uint32) (uint32, int64, error) {
+// fatCursor reads FAT entries, keeping the chunk it read last: following a chain costs no
+// lock or map lookup per cluster.
+type fatCursor struct {
+	f     *FS
+	base  int64
+	chunk []byte
+}
+
+// next returns the FAT entry of cluster c (which must be valid) and its device offset.
+func (fc *fatCursor) next(c uint32) (uint32, int64, error) {
+	f := fc.f
 	var off int64
 	n := f.fatType / 8
 	if f.fatType == 12 {
@@ -215,11 +225,18 @@ func (f *FS) next(c uint32) (uint32, int64, error) {
 	}
 	var raw [4]byte
 	for i := 0; i < n; i++ {
-		v, err := f.fatByte(off + int64(i))
-		if err != nil {
-			return 0, 0, err
+		o := off + int64(i)
+		if o >= f.fatBytes {
+			break // the unused high nibble of FAT12's last entry
 		}
-		raw[i] = v
+		if fc.chunk == nil || o < fc.base || o >= fc.base+int64(len(fc.chunk)) {
+			chunk, err := f.fatChunk(o / fatChunk * fatChunk)
+			if err != nil {
+				return 0, 0, err
+			}
+			fc.base, fc.chunk = o/fatChunk*fatChunk, chunk
+		}
+		raw[i] = fc.chunk[o-fc.base]
 	}
 	v := binary.LittleEndian.Uint32(raw[:])
 	switch f.fatType {
@@ -234,24 +251,25 @@ func (f *FS) next(c uint32) (uint32, int64, error) {
 	return v, f.fatOff + off, nil
 }
 
-func (f *FS) fatByte(off int64) (byte, error) {
-	if off >= f.fatBytes {
-		return 0, nil // the unused high nibble of FAT12's last entry
-	}
-	base := off / fatChunk * fatChunk
+// fatChunk returns the piece of the FAT at base (a multiple of fatChunk), reading it once.
+func (f *FS) fatChunk(base int64) ([]byte, error) {
 	f.mu.Lock()
 	chunk, ok := f.fat[base]
 	f.mu.Unlock()
-	if !ok {
-		chunk = make([]byte, min(fatChunk, f.fatBytes-base))
-		if _, err := f.r.ReadAt(chunk, f.fatOff+base); err != nil {
-			return 0, fmt.Errorf("reading the FAT at offset %d: %w", f.fatOff+base, err)
-		}
-		f.mu.Lock()
-		f.fat[base] = chunk
-		f.mu.Unlock()
+	if ok {
+		return chunk, nil
 	}
-	return chunk[off-base], nil
+	chunk = make([]byte, min(fatChunk, f.fatBytes-base))
+	if _, err := f.r.ReadAt(chunk, f.fatOff+base); err != nil {
+		return nil, fmt.Errorf("reading the FAT at offset %d: %w", f.fatOff+base, err)
+	}
+	f.mu.Lock()
+	if len(f.fat) >= fatCacheChunks {
+		clear(f.fat) // a huge FAT is not kept whole in memory
+	}
+	f.fat[base] = chunk
+	f.mu.Unlock()
+	return chunk, nil
 }
 
 // eoc reports whether v ends a chain; bad is the bad-cluster mark.
@@ -287,6 +305,7 @@ func (f *FS) chain(what string, first uint32, limit int64) ([]extent, int64, err
 	}
 	c := first
 	var count int64
+	fc := fatCursor{f: f}
 	for {
 		if len(ext) > 0 && ext[len(ext)-1].first+ext[len(ext)-1].n == c {
 			ext[len(ext)-1].n++
@@ -297,7 +316,7 @@ func (f *FS) chain(what string, first uint32, limit int64) ([]extent, int64, err
 		if count >= limit {
 			return ext, count, nil
 		}
-		v, at, err := f.next(c)
+		v, at, err := fc.next(c)
 		if err != nil {
 			return nil, 0, err
 		}
