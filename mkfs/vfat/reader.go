@@ -449,7 +449,7 @@ func (f *FS) parseDir(p string, raw []byte, devOff func(int) int64) ([]dirent, *
 			case d[0]&0x40 != 0 && ord >= 1 && ord <= 20:
 				lfnParts, lfnNext, lfnSum = ord, ord, d[13]
 				clear(lfn[:])
-			case lfnParts > 0 && ord == lfnNext && d[13] == lfnSum && d[0]&0x40 == 0:
+			case lfnParts > 0 && ord >= 1 && ord == lfnNext && d[13] == lfnSum && d[0]&0x40 == 0:
 			default:
 				lfnParts = 0
 				continue

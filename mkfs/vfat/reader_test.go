@@ -573,3 +573,44 @@ func FuzzOpen(f *testing.F) {
 		_, _ = fsys.ReadDir("A/B")
 	})
 }
+
+// TestParseLongNames: long-name entries out of sequence, with a wrong checksum or orphaned
+// are ignored in favor of the short name, as Linux does; none of them may panic.
+func TestParseLongNames(t *testing.T) {
+	short := pack83("LONGNA~1", "TXT")
+	name := "a long name that needs two entries.txt"
+	lfn := lfnEntries(name, short)
+	sh := make([]byte, 32)
+	copy(sh, short[:])
+	sh[11] = attrArchive
+	ent := func(e [32]byte, edit func(*[32]byte)) []byte {
+		if edit != nil {
+			edit(&e)
+		}
+		return e[:]
+	}
+	for _, tc := range []struct {
+		name    string
+		entries [][]byte
+		want    string
+	}{
+		{"valid", [][]byte{lfn[0][:], lfn[1][:], lfn[2][:], sh}, name},
+		{"checksum", [][]byte{ent(lfn[0], func(e *[32]byte) { e[13]++ }), lfn[1][:], lfn[2][:], sh}, "LONGNA~1.TXT"},
+		{"short checksum", [][]byte{lfn[0][:], lfn[1][:], lfn[2][:], ent([32]byte(sh), func(e *[32]byte) { e[0] = 'M' })}, "MONGNA~1.TXT"},
+		{"missing part", [][]byte{lfn[0][:], lfn[2][:], sh}, "LONGNA~1.TXT"},
+		{"ord 0 after the last part", [][]byte{lfn[0][:], lfn[1][:], lfn[2][:], ent(lfn[2], func(e *[32]byte) { e[0] = 0x20 }), sh}, "LONGNA~1.TXT"},
+		{"ord 0 first", [][]byte{ent(lfn[0], func(e *[32]byte) { e[0] = 0x40 }), sh}, "LONGNA~1.TXT"},
+		{"ord 31", [][]byte{ent(lfn[0], func(e *[32]byte) { e[0] = 0x5F }), sh}, "LONGNA~1.TXT"},
+		{"orphan", [][]byte{lfn[1][:], lfn[2][:], sh}, "LONGNA~1.TXT"},
+		{"deleted between", [][]byte{lfn[0][:], lfn[1][:], ent(lfn[2], func(e *[32]byte) { e[0] = 0xE5 }), sh}, "LONGNA~1.TXT"},
+		{"restarted", [][]byte{lfn[0][:], lfn[0][:], lfn[1][:], lfn[2][:], sh}, name},
+		{"E5 lead byte", [][]byte{ent([32]byte(sh), func(e *[32]byte) { e[0] = 0x05 })}, "σONGNA~1.TXT"},
+	} {
+		raw := bytes.Join(tc.entries, nil)
+		f := &FS{fatType: 32, clusters: 100}
+		ents, _, err := f.parseDir("d", raw, func(i int) int64 { return int64(i) })
+		if err != nil || len(ents) != 1 || ents[0].name != tc.want {
+			t.Errorf("%s: %v, %+v; want %q", tc.name, err, ents, tc.want)
+		}
+	}
+}
