@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,19 +65,41 @@ func ioctlSize(f *os.File, n *uint64) error {
 }
 
 func powerOff() {
-	unix.Sync()
 	if os.Getpid() != 1 {
+		unix.Sync()
 		return
 	}
-	// A clean root filesystem for the next boot: no journal to replay, no fsck.
-	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		logf("error: remount / read-only: %v", err)
+	// A clean root filesystem for the next boot: no journal to replay, no fsck. Each step
+	// is logged, and a step that does not finish in time is reported and skipped: a demo
+	// that was told to power off must do so (the boots counter was already fsynced, so the
+	// root stays consistent, only with a journal to replay).
+	t0 := time.Now()
+	step := func(name string, f func() error) {
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				logf("error: power off: %s: %v", name, err)
+			}
+		case <-time.After(powerOffStepTimeout):
+			logf("error: power off: %s still running after %s; powering off without it", name, powerOffStepTimeout)
+		}
 	}
-	unix.Sync()
+	step("sync", func() error { unix.Sync(); return nil })
+	step("remount / read-only", func() error {
+		return unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
+	})
+	step("sync", func() error { unix.Sync(); return nil })
+	logf("power off after %d ms", time.Since(t0).Milliseconds())
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		logf("error: power off: %v", err)
 	}
 }
+
+// powerOffStepTimeout bounds each step of powerOff; generous, since under QEMU's TCG on a
+// loaded host a sync can take seconds.
+const powerOffStepTimeout = 30 * time.Second
 
 func reap() {
 	for {
