@@ -661,3 +661,22 @@ func (t *Table) check(limit uint64) error {
 	}
 	return nil
 }
+
+// Sector0 says what other than a GPT's protective MBR sector 0 of r holds: "a DOS partition
+// table", "the boot sector of a FAT file system" (exFAT, NTFS), or "" when it is empty or
+// protective. Whoever creates a new table on a disk without GPT asks first.
+func Sector0(r io.ReaderAt) (string, error) {
+	mbr := make([]byte, 512)
+	if _, err := r.ReadAt(mbr, 0); err != nil {
+		return "", fmt.Errorf("gpt: read sector 0: %w", err)
+	}
+	switch {
+	case isProtective(mbr):
+		return "", nil
+	case bootSectorFS(mbr) != "":
+		return "the boot sector of a " + bootSectorFS(mbr) + " file system", nil
+	case hasDOSPartitions(mbr):
+		return "a DOS partition table", nil
+	}
+	return "", nil
+}
