@@ -180,10 +180,15 @@ func layout(size int64, sectorSize, fatType, clusterBytes, minRoot int) (geometr
 		}
 		return geometry{}, fmt.Errorf("%s", msg)
 	}
+	rootTooBig := false
 	try := func(cs uint64) (geometry, uint64, bool) {
 		res := align(reserved16, cs)
 		root := align(rootSecs, cs)
-		if res+root >= n || root*ss/32 > 0xFFFF {
+		if root*ss/32 > 0xFFFF {
+			rootTooBig = true
+			return geometry{}, 0, false
+		}
+		if res+root >= n {
 			return geometry{}, 0, false
 		}
 		data := n - res - root
@@ -225,6 +230,9 @@ func layout(size int64, sectorSize, fatType, clusterBytes, minRoot int) (geometr
 	if fatType == 16 {
 		msg = fmt.Sprintf("%d bytes with %d-byte sectors does not fit FAT16 (%d to %d clusters; got %d)",
 			size, sectorSize, minClusters16, maxClusters16, lastClust)
+	}
+	if rootTooBig {
+		msg += fmt.Sprintf("; a %d-entry FAT16 root directory rounded to whole clusters exceeds the 65535 entries FAT16 can count", entries)
 	}
 	return geometry{}, fmt.Errorf("%s", msg)
 }

@@ -154,6 +154,17 @@ func TestDirectoryEntryLimit(t *testing.T) {
 	} else if ents, err := f.ReadDir("."); err != nil || len(ents) != 20000 {
 		t.Errorf("root: %d entries, %v", len(ents), err)
 	}
+	// The largest FAT16 root: 65520 entries (whole sectors), with smaller clusters if
+	// rounding to 2 KiB clusters would pass 65535.
+	img = build(t, 20<<20, Options{Root: many("", 65520), TargetZeroed: true})
+	if b := readSector(t, img, 17, 2); int(b[0])|int(b[1])<<8 != 65520 {
+		t.Errorf("root entries % x, want 65520", b)
+	}
+	cmd = exec.Command("mdir", "-i", img, "::/")
+	cmd.Env = mtoolsEnv()
+	if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("65520 files ")) {
+		t.Errorf("mdir: %v\n%s", err, out[max(0, len(out)-300):])
+	}
 }
 
 // zeroFS holds one file of n zero bytes, produced without allocating them.
