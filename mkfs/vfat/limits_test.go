@@ -167,8 +167,9 @@ func TestDirectoryEntryLimit(t *testing.T) {
 	}
 }
 
-// zeroFS holds one file of n zero bytes, produced without allocating them.
-type zeroFS struct{ n int64 }
+// zeroFS holds one file of n zero bytes, produced without allocating them; reading it yields
+// n+drift bytes.
+type zeroFS struct{ n, drift int64 }
 
 func (z zeroFS) Open(name string) (fs.File, error) {
 	switch name {
@@ -194,10 +195,11 @@ func (f *zeroFile) Stat() (fs.FileInfo, error) {
 	return zeroInfo{name: "zeros.bin", size: f.z.n}, nil
 }
 func (f *zeroFile) Read(p []byte) (int, error) {
-	if f.read >= f.z.n {
+	n := f.z.n + f.z.drift
+	if f.read >= n {
 		return 0, io.EOF
 	}
-	k := min(int64(len(p)), f.z.n-f.read)
+	k := min(int64(len(p)), n-f.read)
 	clear(p[:k])
 	f.read += k
 	return int(k), nil
@@ -266,7 +268,7 @@ func TestFileSizeLimit(t *testing.T) {
 		if err := f.Truncate(size); err != nil {
 			t.Fatal(err)
 		}
-		if err := Format(sparseWriter{f}, size, Options{Root: zeroFS{n}, TargetZeroed: true}); err != nil {
+		if err := Format(sparseWriter{f}, size, Options{Root: zeroFS{n: n}, TargetZeroed: true}); err != nil {
 			t.Fatal(err)
 		}
 		if n < maxFileSize {
@@ -288,6 +290,39 @@ func TestFileSizeLimit(t *testing.T) {
 			t.Errorf("size %d, want %d", st.Size(), n)
 		} else if k, err := zf.(io.ReaderAt).ReadAt(b[:], n-1); k != 1 || err != io.EOF {
 			t.Errorf("reading the last byte: %d, %v", k, err)
+		}
+	}
+}
+
+// TestFileChangesWhileCopied: a file that grows or shrinks between reading the tree and
+// copying it is an error naming it, and nothing is written past its clusters.
+func TestFileChangesWhileCopied(t *testing.T) {
+	for _, drift := range []int64{1, 4096, -1} {
+		img := filepath.Join(t.TempDir(), "img")
+		f, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		const size = 40 << 20
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		bf := &boundedFile{f: f}
+		err = Format(bf, size, Options{Root: zeroFS{n: 10000, drift: drift}})
+		want := "zeros.bin: file grew beyond 10000 bytes while being copied"
+		if drift < 0 {
+			want = "zeros.bin: read 9999 bytes, expected 10000 (file changed while being copied)"
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("drift %d: %v, want %q", drift, err, want)
+		}
+		g, _ := layout(size, 512, 0, 0, 0)
+		if end := g.clusterOffset(3) + 10240; bf.max > end {
+			t.Errorf("drift %d: wrote up to %d, the file's clusters end at %d", drift, bf.max, end)
+		}
+		if b := readSector(t, img, 0, 512); b[510] == 0x55 {
+			t.Errorf("drift %d: the failed filesystem has a boot sector", drift)
 		}
 	}
 }
