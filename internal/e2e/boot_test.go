@@ -117,7 +117,7 @@ var switchRE = `^piboot-init: switch_root: /nix/store/bin/piboot-demo after (\d+
 // synced, the card is as a power cut would leave it, so a VM that does not exit is logged
 // with what its threads do and then killed, and the caller checks the card as after a
 // power cut. A demo that never got as far as syncing still fails the test.
-func waitPowerOff(t *testing.T, vm *qemu.VM) (clean bool) {
+func waitPowerOff(t testing.TB, vm *qemu.VM) (clean bool) {
 	t.Helper()
 	if _, err := vm.Expect(regexp.MustCompile(`^piboot-demo: power off after \d+ ms$`), bootWait); err != nil {
 		t.Fatalf("qemu: the demo did not reach power-off: %v", err)
@@ -132,6 +132,26 @@ func waitPowerOff(t *testing.T, vm *qemu.VM) (clean bool) {
 		t.Logf("WARNING: the demo skipped a power-off step:\n%s", vm.Log())
 	}
 	return clean
+}
+
+// replayLog mounts partition p of card read-write on the host and unmounts it, so that
+// the kernel replays its journal as it would after a power cut.
+func replayLog(t testing.TB, card string, p gpt.Partition, fstype string) {
+	t.Helper()
+	out, err := exec.Command("losetup", "-f", "--show", "-o", strconv.FormatUint(p.FirstLBA*512, 10),
+		"--sizelimit", strconv.FormatInt(p.Size(512), 10), card).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", loop).Run()
+	mnt := t.TempDir()
+	if b, err := exec.Command("mount", "-t", fstype, loop, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount %s to replay its log: %v\n%s", p.Name, err, b)
+	}
+	if b, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("umount: %v\n%s", err, b)
+	}
 }
 
 func demoRE(dev string, boots int) string {
@@ -154,7 +174,7 @@ func firstAndSecondBoot(t testing.TB, a Artifacts, check bool) (first, second, m
 	vm.WaitFor(`^piboot-init: mount: /dev/mmcblk0p1 \(boot, vfat, read-only\) on /boot$`, bootWait)
 	first = atoi(t, vm.WaitFor(switchRE, bootWait)[1], `(\d+)`)
 	m := vm.WaitFor(demoRE("/dev/mmcblk0p4", 1), bootWait)
-	vm.Wait(bootWait)
+	clean := waitPowerOff(t, vm)
 	modFirst = atoi(t, vm.Log(), `piboot-init: modules: loaded \d+ in (\d+) ms`)
 	rootsize, _ := strconv.ParseInt(m[1], 10, 64)
 	if check {
@@ -169,6 +189,9 @@ func firstAndSecondBoot(t testing.TB, a Artifacts, check bool) (first, second, m
 		if root == nil || root.Name != "root" || root.Size(512) != rootsize {
 			t.Fatalf("partition 4 after first boot: %+v (demo saw %d bytes)", root, rootsize)
 		}
+		if !clean {
+			replayLog(t, card, *root, "ext4")
+		}
 		e2fsckClean(t, card, *root)
 		if after := untouched(t, card); after != before {
 			t.Fatalf("first boot changed partitions 1-3 or the gap before partition 1:\nbefore %s\nafter  %s", before, after)
@@ -182,7 +205,7 @@ func firstAndSecondBoot(t testing.TB, a Artifacts, check bool) (first, second, m
 	second = atoi(t, vm.WaitFor(switchRE, bootWait)[1], `(\d+)`)
 	modSecond = atoi(t, vm.Log(), `piboot-init: modules: loaded \d+ in (\d+) ms`)
 	vm.WaitFor(demoRE("/dev/mmcblk0p4", 2), bootWait)
-	vm.Wait(bootWait)
+	waitPowerOff(t, vm)
 	if os.Getenv("PIBOOT_E2E_TIMELINE") != "" {
 		t.Logf("second boot:\n%s", vm.TimedLog())
 	}
@@ -266,7 +289,7 @@ func TestTwoCards(t *testing.T) {
 				vm.Send("exit\r")
 			}
 			vm.WaitFor(demoRE("/dev/"+dev+"p4", 1), bootWait)
-			vm.Wait(bootWait)
+			waitPowerOff(t, vm)
 			if hashRange(t, other, 0, 256*mib) != sum {
 				t.Fatal("the foreign card changed")
 			}
@@ -349,7 +372,7 @@ func TestUSBStick(t *testing.T) {
 	vm.WaitFor(`^piboot-init: disk: /dev/sda \(store label\)`, bootWait)
 	vm.WaitFor(`^piboot-init: repart: created /dev/sda4 \("root", \d+ bytes, ext4\)`, bootWait)
 	vm.WaitFor(demoRE("/dev/sda4", 1), bootWait)
-	vm.Wait(bootWait)
+	waitPowerOff(t, vm)
 	sgdiskClean(t, stick)
 }
 
@@ -384,23 +407,16 @@ func TestXFSRoot(t *testing.T) {
 	clean := waitPowerOff(t, vm)
 	sgdiskClean(t, card)
 	root := readTable(t, card).Partition(4)
-	out, err := exec.Command("losetup", "-f", "--show", "-o", strconv.FormatUint(root.FirstLBA*512, 10),
+	if !clean {
+		replayLog(t, card, *root, "xfs")
+	}
+	out, err := exec.Command("losetup", "-f", "--show", "-r", "-o", strconv.FormatUint(root.FirstLBA*512, 10),
 		"--sizelimit", strconv.FormatInt(root.Size(512), 10), card).Output()
 	if err != nil {
 		t.Fatalf("losetup: %v", err)
 	}
 	loop := strings.TrimSpace(string(out))
 	defer exec.Command("losetup", "-d", loop).Run()
-	if !clean {
-		// As after a power cut: the kernel replays the log, then the check must pass.
-		mnt := t.TempDir()
-		if b, err := exec.Command("mount", "-t", "xfs", loop, mnt).CombinedOutput(); err != nil {
-			t.Fatalf("mount to replay the log: %v\n%s", err, b)
-		}
-		if b, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
-			t.Fatalf("umount: %v\n%s", err, b)
-		}
-	}
 	if b, err := exec.Command("xfs_repair", "-n", loop).CombinedOutput(); err != nil {
 		t.Fatalf("xfs_repair -n: %v\n%s", err, b)
 	}
