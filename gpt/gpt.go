@@ -283,6 +283,13 @@ func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64) *cop
 		c.err = fmt.Errorf("entry array at LBA %d overlaps its header", h.entriesLBA)
 		return c
 	}
+	// Header and entries lie outside the usable area, or a partition could overlap them
+	// (and Write, which checks the same, would refuse the table after Apply had formatted).
+	if h.firstUsable <= max(lba, end-1) && min(lba, h.entriesLBA) <= h.lastUsab {
+		c.err = fmt.Errorf("usable area LBA %d-%d overlaps the header at LBA %d or its entry array at LBA %d-%d",
+			h.firstUsable, h.lastUsab, lba, h.entriesLBA, end-1)
+		return c
+	}
 	c.entries = make([]byte, n)
 	if _, err := r.ReadAt(c.entries, int64(h.entriesLBA)*int64(sectorSize)); err != nil {
 		c.err = fmt.Errorf("read entries at LBA %d: %w", h.entriesLBA, err)

@@ -2,9 +2,11 @@ package gpt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -664,5 +666,44 @@ func TestStaleBackupBehindFilesystem(t *testing.T) {
 	os.WriteFile(img, noMBR, 0o644)
 	if tab := readFile(t, img); tab.Status.MBRValid || !tab.Status.PrimaryValid || len(tab.Partitions) != 2 {
 		t.Fatalf("no protective MBR: %+v", tab.Status)
+	}
+}
+
+// TestUsableAreaOverlappingEntries: a header whose usable area covers its own entry array
+// (a tool's bug, or a corrupted but checksummed field) is not a valid copy: a partition
+// there would overwrite the table, and Write refuses to write such a table, after repart
+// would already have formatted the new partitions. The other copy is taken.
+func TestUsableAreaOverlappingEntries(t *testing.T) {
+	const size = 8 * MiB
+	img := sparse(t, size)
+	tab, err := New(size, 512, uuid.MustParse("5d1f2b0e-7c1a-4b51-9a47-3f0b1c2d3e4f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.Partitions = []Partition{{Index: 1, Type: TypeLinuxGeneric, UUID: uuid.New(), FirstLBA: 2048, LastLBA: 4095, Name: "one"}}
+	writeFile(t, img, tab)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hdr := make([]byte, 512)
+	f.ReadAt(hdr, 512)
+	binary.LittleEndian.PutUint64(hdr[40:], 20) // first usable LBA inside the entries (2-33)
+	binary.LittleEndian.PutUint32(hdr[16:], 0)
+	binary.LittleEndian.PutUint32(hdr[16:], crc32.ChecksumIEEE(hdr[:92]))
+	f.WriteAt(hdr, 512)
+	got, err := Read(f, size, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Status.FromBackup || got.FirstUsableLBA != 34 || !strings.Contains(strings.Join(got.Status.Problems, "; "), "overlaps") {
+		t.Fatalf("%+v first usable %d", got.Status, got.FirstUsableLBA)
+	}
+	if err := Write(f, size, got); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := Read(f, size, 512); err != nil || !again.Status.PrimaryValid || len(again.Status.Problems) > 0 {
+		t.Fatalf("after the repair: %v %+v", err, again)
 	}
 }
