@@ -42,8 +42,8 @@ import (
 //
 //	go test ./repart -run Differential -diff.cases=3000 -diff.cases4k=200
 var (
-	diffCases   = flag.Int("diff.cases", 96, "generated cases compared with systemd-repart (512-byte sectors)")
-	diffCases4K = flag.Int("diff.cases4k", 12, "generated cases compared with systemd-repart on 4096-byte-sector loop devices")
+	diffCases   = flag.Int("diff.cases", 80, "generated cases compared with systemd-repart (512-byte sectors)")
+	diffCases4K = flag.Int("diff.cases4k", 10, "generated cases compared with systemd-repart on 4096-byte-sector loop devices")
 	diffSeed    = flag.Int64("diff.seed", 20261126, "seed of the case generator")
 )
 
