@@ -59,6 +59,8 @@ type Updater struct {
 	// step is called before every durable write; an error aborts there, as a power cut
 	// would (tests inject crashes through it).
 	step func(what string) error
+	// writeStats, when set, sees each partition payload's writer after the write (tests).
+	writeStats func(*diskWriter)
 }
 
 func (u *Updater) logf(format string, a ...any) {
@@ -796,10 +798,16 @@ func (u *Updater) acquire(ctx context.Context, j *job, version string) error {
 			return err
 		}
 		defer f.Close()
-		if _, err := u.fetch(ctx, src, j, &boundedWriter{w: f, off: off, size: slot.Size,
+		dw := newDiskWriter(f, tg.disk)
+		defer dw.Close()
+		if _, err := u.fetch(ctx, src, j, &boundedWriter{w: dw, off: off, size: slot.Size,
 			what: fmt.Sprintf("partition %d of %s", slot.Index, tg.disk)}); err != nil {
 			return err
 		}
+		if u.writeStats != nil {
+			u.writeStats(dw)
+		}
+		// One flush, after the whole payload and before the table says "pending".
 		if err := f.Sync(); err != nil {
 			return err
 		}
@@ -974,7 +982,7 @@ func (u *Updater) fetch(ctx context.Context, src Source, j *job, w io.Writer) (i
 	// is decoded (curl | zstd -d | dd gets the same from three processes).
 	free, full := make(chan []byte, 3), make(chan []byte, 3)
 	for range 3 {
-		free <- make([]byte, chunk)
+		free <- alignedBuf(chunk)
 	}
 	werr := make(chan error, 1)
 	var failed atomic.Bool
