@@ -138,7 +138,7 @@ func runUpdate(args []string) int {
 // explain adds what the user can do about the errors that need a decision.
 func explain(err error) error {
 	switch {
-	case errors.Is(err, sysupdate.ErrSignature):
+	case errors.Is(err, sysupdate.ErrSignature), errors.Is(err, sysupdate.ErrUntrusted):
 		return fmt.Errorf("%w\nnothing was written; the update is refused", err)
 	case errors.Is(err, sysupdate.ErrNoSpace):
 		return fmt.Errorf("%w\nnothing was written; `piboot update vacuum` or a lower ProtectVersion= frees a slot", err)
