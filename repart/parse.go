@@ -226,6 +226,9 @@ func (d *Definition) parse(file string, src []byte, arch string) error {
 			if section != "Partition" && !strings.HasPrefix(section, "X-") {
 				return bad("unknown section [%s] (repart.d files have only [Partition])", section)
 			}
+			if _, ok := d.lines["[Partition]"]; !ok && section == "Partition" {
+				d.lines["[Partition]"] = pos{file, l.n}
+			}
 			continue
 		}
 		if section == "" {
@@ -436,12 +439,16 @@ func (d *Definition) finish(file string) error {
 	return nil
 }
 
-// errorAt names the file and line where key was set (the definition file itself if unset).
+// errorAt names the file and line where key was set; for a key that is not set, the
+// [Partition] line, or line 1 of a file without one, as systemd does.
 func (d *Definition) errorAt(key, msg string) error {
 	if p, ok := d.lines[key]; ok {
 		return &Error{File: p.file, Line: p.line, Msg: msg}
 	}
-	return &Error{File: d.Path, Msg: msg}
+	if p, ok := d.lines["[Partition]"]; ok && p.file == d.Path {
+		return &Error{File: p.file, Line: p.line, Msg: msg}
+	}
+	return &Error{File: d.Path, Line: 1, Msg: msg}
 }
 
 func checkDuplicates(defs []Definition) error {

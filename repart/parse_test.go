@@ -92,7 +92,7 @@ func TestParseErrors(t *testing.T) {
 		{"[Partition]\nType=root\nSizeMinBytes=lots\n", "f.conf:3: SizeMinBytes=lots"},
 		{"[Partition]\nType=root\nColour=blue\n", "f.conf:3: Colour=blue: unknown key"},
 		{"[Partition]\nType=root\nType=esp\n", "f.conf:3: duplicate Type= (first set on line 2)"},
-		{"[Partition]\nLabel=x\n", "f.conf: Type= not defined"},
+		{"[Partition]\nLabel=x\n", "f.conf:1: Type= not defined"},
 		{"[Partition]\nType=rooot\n", "f.conf:2: Type=rooot: unknown partition type"},
 		{"[Partition]\nType=root\nWeight=1000001\n", "f.conf:3: Weight=1000001"},
 		{"[Partition]\nType=root\nReadOnly=maybe\n", "f.conf:3: ReadOnly=maybe: not a boolean"},
