@@ -687,6 +687,7 @@ func TestRandomTrees(t *testing.T) {
 			img := build(t, size, Options{Root: fsys, SectorSize: ss, Label: "RANDOM"})
 			fsckClean(t, img)
 			readBack(t, img, fsys)
+			compareTrees(t, fsys, openFile(t, img)) // and through Open
 		})
 	}
 }
