@@ -96,6 +96,9 @@ func ParseDir(dir, arch string) ([]Definition, error) {
 	}
 	var names []string
 	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue // hidden, as systemd skips them: editors' lock and swap files, "mv x .x"
+		}
 		if strings.HasSuffix(e.Name(), ".conf") && e.Type().IsRegular() || (e.Type()&os.ModeSymlink != 0 && strings.HasSuffix(e.Name(), ".conf")) {
 			names = append(names, e.Name())
 		}

@@ -121,6 +121,8 @@ func TestParseDir(t *testing.T) {
 	os.Mkdir(filepath.Join(dir, "20-b.conf.d"), 0o755)
 	writeFile(t, filepath.Join(dir, "20-b.conf.d", "size.conf"), "[Partition]\nSizeMinBytes=1G\n")
 	os.Symlink("/dev/null", filepath.Join(dir, "30-masked.conf"))
+	writeFile(t, filepath.Join(dir, ".15-disabled.conf"), "[Partition]\nType=swap\n") // hidden: skipped, as systemd does
+	os.Symlink("root@host.1234:1700000000", filepath.Join(dir, ".#10-a.conf"))        // an editor's lock
 	defs, err := ParseDir(dir, "arm64")
 	if err != nil {
 		t.Fatal(err)
