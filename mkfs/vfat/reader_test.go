@@ -614,3 +614,37 @@ func TestParseLongNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRoundTrip writes trees of fuzzed names (a directory and two files in it, or in the
+// root) and requires Open to read back exactly those names and contents.
+func FuzzRoundTrip(f *testing.F) {
+	for _, s := range [][3]string{{"EFI", "BOOT", "bootaa64.efi"}, {"a long dir", "x.y.z", "X.Y.Z2"},
+		{"日本", "😀", "COLLIS~1.TXT"}, {".d", "..e", "~1"}, {"README.TXT", "readme.md", "ReadMe.TXT"}} {
+		f.Add(s[0], s[1], s[2], true)
+	}
+	img := make(memImage, 4<<20)
+	f.Fuzz(func(t *testing.T, dir, a, b string, nested bool) {
+		for _, n := range []string{dir, a, b} {
+			if checkLongName(n) != nil || !fs.ValidPath(n) || strings.Contains(n, "/") {
+				return
+			}
+		}
+		if foldKey(a) == foldKey(b) || !nested && (foldKey(dir) == foldKey(a) || foldKey(dir) == foldKey(b)) {
+			return
+		}
+		pa, pb := a, b
+		if nested {
+			pa, pb = dir+"/"+a, dir+"/"+b
+		}
+		tree := fstest.MapFS{dir: {Mode: fs.ModeDir | 0o755}, pa: {Data: []byte(a)}, pb: {Data: []byte(b + b)}}
+		clear(img)
+		if err := Format(img, int64(len(img)), Options{Root: tree}); err != nil {
+			t.Fatalf("%q: %v", []string{dir, a, b}, err)
+		}
+		fsys, err := Open(img, int64(len(img)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		compareTrees(t, tree, fsys)
+	})
+}
