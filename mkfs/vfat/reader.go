@@ -27,6 +27,9 @@ const (
 	fatChunk       = 64 << 10                 // the FAT is read in pieces of this size, on demand
 	fatCacheChunks = 256                      // at most 16 MiB of FAT kept
 	dirCacheMax    = 256                      // parsed directories kept for repeated lookups
+	// maxReadDepth bounds path depth: a hostile chain of millions of nested directories
+	// would otherwise grow a walker's stack and paths without limit.
+	maxReadDepth = 2048
 )
 
 // FS is a FAT12, FAT16 or FAT32 filesystem opened for reading with Open. It implements
@@ -560,9 +563,13 @@ func (f *FS) lookup(op, name string) (string, *dirent, error) {
 	if name == "." {
 		return ".", nil, nil
 	}
+	parts := strings.Split(name, "/")
+	if len(parts) > maxReadDepth {
+		return "", nil, &fs.PathError{Op: op, Path: name, Err: fmt.Errorf("%d directories deep: more than the %d a 4096-byte Linux path can reach", len(parts), maxReadDepth)}
+	}
 	var cur *dirent
 	canon := "."
-	for _, part := range strings.Split(name, "/") {
+	for _, part := range parts {
 		if cur != nil && !cur.isDir() {
 			return "", nil, &fs.PathError{Op: op, Path: name, Err: fmt.Errorf("%s is not a directory", canon)}
 		}
