@@ -3,6 +3,7 @@ package repart
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -399,6 +400,17 @@ func (d *Definition) set(key, val, arch string) error {
 		return fmt.Errorf("dm-verity partitions are not supported by piboot")
 	default:
 		return fmt.Errorf("unknown key")
+	}
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		// Say what was wanted, not which Go function failed.
+		what := map[string]string{"Priority": "an integer in the range -2147483648…2147483647",
+			"Weight": "an integer in the range 0…1000000", "PaddingWeight": "an integer in the range 0…1000000",
+			"Flags": "a 64-bit number (decimal, or 0x, 0o, 0b prefixed)"}[key]
+		if ne.Err == strconv.ErrRange {
+			return fmt.Errorf("out of range (want %s)", what)
+		}
+		return fmt.Errorf("not a number (want %s)", what)
 	}
 	return err
 }
