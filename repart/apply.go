@@ -65,8 +65,9 @@ func Apply(w io.WriterAt, size int64, l *Layout, format Formatter) error {
 		}
 	}
 	tw := w
+	var b *barrier
 	if s, ok := w.(gpt.Syncer); ok && len(formats) > 0 {
-		b := &barrier{w: w, s: s, sector: int64(l.SectorSize), pending: true,
+		b = &barrier{w: w, s: s, sector: int64(l.SectorSize), pending: true,
 			primaryEnd: int64(l.New.FirstUsableLBA) * int64(l.SectorSize)}
 		tw = b
 		if r, ok := w.(io.ReaderAt); ok {
@@ -75,6 +76,11 @@ func Apply(w io.WriterAt, size int64, l *Layout, format Formatter) error {
 	}
 	if err := gpt.Write(tw, size, l.New); err != nil {
 		return fmt.Errorf("repart: %w", err)
+	}
+	if b != nil && b.pending { // the primary held the new table already: still, durable on return
+		if err := b.Sync(); err != nil {
+			return fmt.Errorf("repart: sync after formatting: %w", err)
+		}
 	}
 	return notifyKernel(w, l)
 }
