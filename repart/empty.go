@@ -85,6 +85,11 @@ func Empty(o Options, mode EmptyMode) (seed string, done bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("%s: %w", o.Target, err)
 	}
+	if other == "" {
+		if other, err = wholeDiskFS(f); err != nil {
+			return "", false, fmt.Errorf("%s: %w", o.Target, err)
+		}
+	}
 	switch {
 	case readErr == nil && mode == EmptyAllow:
 		return o.Seed, false, nil
@@ -152,4 +157,36 @@ func hasMachineID(path string) bool {
 	}
 	_, src, err := Seed("", path, &gpt.Table{DiskGUID: uuid.Max})
 	return err == nil && src == path
+}
+
+// wholeDiskFS names a file system or volume that starts at byte 0 of r ("an ext4 file
+// system"), or "". systemd-repart 252 --empty=allow writes a new table over them; asked to
+// allow a table on an empty disk, we refuse a disk that is not empty.
+func wholeDiskFS(r io.ReaderAt) (string, error) {
+	b := make([]byte, 68<<10)
+	n, err := r.ReadAt(b, 0)
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("read the start of the disk: %w", err)
+	}
+	b = b[:n]
+	at := func(off int, magic string) bool {
+		return off+len(magic) <= len(b) && string(b[off:off+len(magic)]) == magic
+	}
+	switch {
+	case at(0x438, "\x53\xEF"):
+		return "an ext2/3/4 file system", nil
+	case at(0, "XFSB"):
+		return "an XFS file system", nil
+	case at(0x10040, "_BHRfS_M"):
+		return "a btrfs file system", nil
+	case at(0, "hsqs"):
+		return "a squashfs file system", nil
+	case at(0, "LUKS\xba\xbe"):
+		return "a LUKS volume", nil
+	case at(4086, "SWAPSPACE2"), at(4086, "SWAP-SPACE"):
+		return "swap space", nil
+	case at(0x8001, "CD001"):
+		return "an ISO 9660 file system", nil
+	}
+	return "", nil
 }

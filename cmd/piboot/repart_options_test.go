@@ -100,7 +100,15 @@ func TestRepartEmptyLikeSystemdRepart(t *testing.T) {
 		}
 	}
 
+	// A whole-disk ext4 (its magic at byte 0x438): systemd-repart 252 --empty=allow writes a
+	// table over it; we ask for --empty=force.
+	ext4 := optImage(t, dir, "ext4.img", 80<<20, "")
+	if f, err := os.OpenFile(ext4, os.O_RDWR, 0); err == nil {
+		f.WriteAt([]byte{0x53, 0xEF}, 0x438)
+		f.Close()
+	}
 	for _, c := range []struct{ name, src, empty, want string }{
+		{"allow on a whole-disk ext4", ext4, "allow", "holds an ext2/3/4 file system"},
 		{"require on a GPT", gptImg, "require", "already has a GPT partition table"},
 		{"allow on a DOS table", dos, "allow", "holds a DOS partition table"},
 		{"require on a DOS table", dos, "require", "holds a DOS partition table"},
