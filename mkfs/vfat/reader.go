@@ -295,8 +295,11 @@ type extent struct {
 // may come earlier). It fails on a free, reserved, bad or out-of-range entry and on a chain
 // that comes back to a cluster it already passed.
 func (f *FS) chain(what string, first uint32, limit int64) ([]extent, int64, error) {
+	if what != "" {
+		what += ": " // files leave it to the fs.PathError around the error
+	}
 	if !f.valid(first) {
-		return nil, 0, corrupt("%s: first cluster %d is outside the data area (2..%d)", what, first, f.clusters+1)
+		return nil, 0, corrupt("%sfirst cluster %d is outside the data area (2..%d)", what, first, f.clusters+1)
 	}
 	var ext []extent
 	var seen []uint64 // allocated at the first backward step: only then can a chain loop
@@ -328,11 +331,11 @@ func (f *FS) chain(what string, first uint32, limit int64) ([]extent, int64, err
 		case end:
 			return ext, count, nil
 		case bad:
-			return nil, 0, corrupt("%s: cluster %d is chained to a cluster marked bad (FAT entry at offset %d)", what, c, at)
+			return nil, 0, corrupt("%scluster %d is chained to a cluster marked bad (FAT entry at offset %d)", what, c, at)
 		case v < 2:
-			return nil, 0, corrupt("%s: cluster %d is chained to %d, a free or reserved entry (FAT entry at offset %d), after %d clusters", what, c, v, at, count)
+			return nil, 0, corrupt("%scluster %d is chained to %d, a free or reserved entry (FAT entry at offset %d), after %d clusters", what, c, v, at, count)
 		case v > f.clusters+1:
-			return nil, 0, corrupt("%s: cluster %d is chained to %d, beyond the last cluster %d (FAT entry at offset %d)", what, c, v, f.clusters+1, at)
+			return nil, 0, corrupt("%scluster %d is chained to %d, beyond the last cluster %d (FAT entry at offset %d)", what, c, v, f.clusters+1, at)
 		}
 		if v <= c && seen == nil {
 			seen = make([]uint64, (int64(f.clusters)+2+63)/64)
@@ -343,7 +346,7 @@ func (f *FS) chain(what string, first uint32, limit int64) ([]extent, int64, err
 			}
 		}
 		if seen != nil && mark(v) {
-			return nil, 0, corrupt("%s: cluster chain loops: cluster %d leads back to cluster %d (FAT entry at offset %d) after %d clusters", what, c, v, at, count)
+			return nil, 0, corrupt("%scluster chain loops: cluster %d leads back to cluster %d (FAT entry at offset %d) after %d clusters", what, c, v, at, count)
 		}
 		c = v
 	}
@@ -824,17 +827,17 @@ func (f *File) load() error {
 		case need == 0:
 			return
 		case need > int64(f.fs.clusters):
-			f.err = corrupt("%s (entry at offset %d): %d bytes is more than the whole data area", f.path, f.e.off, size)
+			f.err = corrupt("the entry at offset %d says %d bytes, more than the whole data area", f.e.off, size)
 			return
 		}
-		ext, n, err := f.fs.chain(f.path, f.e.first, need)
+		ext, n, err := f.fs.chain("", f.e.first, need)
 		if err != nil {
 			f.err = err
 			return
 		}
 		if n < need {
-			f.err = corrupt("%s: cluster chain from cluster %d ends after %d clusters (%d bytes), the entry at offset %d says %d bytes",
-				f.path, f.e.first, n, n*f.fs.cb, f.e.off, size)
+			f.err = corrupt("the cluster chain from cluster %d ends after %d clusters (%d bytes), the entry at offset %d says %d bytes",
+				f.e.first, n, n*f.fs.cb, f.e.off, size)
 			return
 		}
 		f.ext = ext

@@ -350,7 +350,7 @@ var corruptions = []corruption{
 	{"file loop", func(t testing.TB, img memImage, f *FS) {
 		e := entryOf(t, f, "file.bin")
 		put32(img, fatOff(f, e.first+5), e.first+2)
-	}, "file.bin: cluster chain loops", true},
+	}, "read file.bin: corrupt FAT filesystem: cluster chain loops", true},
 	{"file chain beyond the end", func(t testing.TB, img memImage, f *FS) {
 		e := entryOf(t, f, "file.bin")
 		put32(img, fatOff(f, e.first+1), f.clusters+2)
@@ -369,8 +369,8 @@ var corruptions = []corruption{
 	}, "ends after 3 clusters (1536 bytes), the entry at offset", true},
 	{"file larger than the filesystem", func(t testing.TB, img memImage, f *FS) {
 		put32(img, entryOf(t, f, "file.bin").off+28, 0xFFFFFFFF)
-	}, "4294967295 bytes is more than the whole data area", true},
-	{"first cluster 1", func(t testing.TB, img memImage, f *FS) { setFirst(t, img, f, "file.bin", 1) }, "first cluster 1 is outside", true},
+	}, "read file.bin: corrupt FAT filesystem: the entry at offset", true},
+	{"first cluster 1", func(t testing.TB, img memImage, f *FS) { setFirst(t, img, f, "file.bin", 1) }, "read file.bin: corrupt FAT filesystem: first cluster 1 is outside", true},
 	{"directory cycle", func(t testing.TB, img memImage, f *FS) {
 		setFirst(t, img, f, "a/b", entryOf(t, f, "a").first)
 	}, "directory a/b (entry at offset", true},
@@ -449,6 +449,7 @@ func TestOpenCorrupt(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
+			t.Log(err)
 			if errors.Is(err, ErrCorrupt) != tc.corrupt {
 				t.Errorf("errors.Is(%v, ErrCorrupt) = %v", err, !tc.corrupt)
 			}
