@@ -408,7 +408,8 @@ func readSS(r io.ReaderAt, size int64, ss int) (*Table, error) {
 		// disk reformatted without a partition table (a FAT "superfloppy" card) keeps at its
 		// end: the kernel and libfdisk see no GPT there, and rewriting the primary from the
 		// backup would overwrite the file system at the start of the disk.
-		return nil, fmt.Errorf("%w: no protective MBR and no primary GPT at LBA 1 (%v); the backup GPT at LBA %d is a stale leftover",
+		return nil, fmt.Errorf("%w: no protective MBR and no primary GPT at LBA 1 (%v); the backup GPT at LBA %d alone is not trusted: "+
+			"it is probably a stale leftover of a reformatted disk (if it is this disk's table, restore it with gdisk's recovery menu)",
 			ErrNoGPT, primary.err, lbaOf(pickValid(alt, atEnd), last))
 	}
 
