@@ -557,7 +557,7 @@ func decodeOEM(b []byte) string {
 	return s.String()
 }
 
-// node resolves name to its entry; the root is nil. Directories reached are claimed for
+// lookup resolves name (case-insensitively) to its canonical path and entry; the root's entry is nil. Directories reached are claimed for
 // their path, so that no directory is reachable under two paths.
 func (f *FS) lookup(op, name string) (string, *dirent, error) {
 	if !fs.ValidPath(name) {
