@@ -557,8 +557,9 @@ func decodeOEM(b []byte) string {
 	return s.String()
 }
 
-// lookup resolves name (case-insensitively) to its canonical path and entry; the root's entry is nil. Directories reached are claimed for
-// their path, so that no directory is reachable under two paths.
+// lookup resolves name (case-insensitively) to its canonical path and entry; the root's
+// entry is nil. Directories reached are claimed for their path, so that no directory is
+// reachable under two paths.
 func (f *FS) lookup(op, name string) (string, *dirent, error) {
 	if !fs.ValidPath(name) {
 		return "", nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
