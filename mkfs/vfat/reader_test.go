@@ -649,3 +649,35 @@ func FuzzRoundTrip(f *testing.F) {
 		compareTrees(t, tree, fsys)
 	})
 }
+
+// BenchmarkOpenReadUKI opens a FAT32 image in memory and reads a 40 MiB file (what inspect
+// does with each UKI), through Read with a small buffer and through one ReadAt.
+func BenchmarkOpenReadUKI(b *testing.B) {
+	const size = 40 << 20
+	tree := fstest.MapFS{"EFI/Linux/piboot_v1.efi": {Data: pattern(size, 51)}}
+	img := buildMem(b, 64<<20, Options{Root: tree})
+	buf := make([]byte, size)
+	for _, mode := range []string{"Read 4KiB", "ReadAt"} {
+		b.Run(mode, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				fsys, err := Open(img, int64(len(img)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				f, err := fsys.Open("EFI/Linux/piboot_v1.efi")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if mode == "ReadAt" {
+					_, err = f.(io.ReaderAt).ReadAt(buf, 0)
+				} else {
+					_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf[:4096])
+				}
+				if err != nil && err != io.EOF {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
