@@ -138,6 +138,8 @@ type diffCase struct {
 	// stale is the table the card held before the image was flashed over it: its backup
 	// stays at the card's end (nil: a new card).
 	stale *gpt.Table
+	// blank is a new card without any partition table: both tools run with --empty=allow.
+	blank bool
 	table *gpt.Table
 	defs  map[string]string // file name → content
 	mbr   mbrVariant        // how the MBR is rewritten after the table
@@ -165,6 +167,9 @@ func (c diffCase) String() string {
 		c.diskSize, c.sectorSize, c.imageSize, c.seed, c.table.EntryCount, c.table.EntriesLBA, c.table.FirstUsableLBA, c.mbr)
 	if c.stale != nil {
 		fmt.Fprintf(&b, "  stale backup GPT of the card's earlier table at its end\n")
+	}
+	if c.blank {
+		fmt.Fprintf(&b, "  blank disk without a partition table (--empty=allow), the table above is not written\n")
 	}
 	for _, p := range c.table.Partitions {
 		fmt.Fprintf(&b, "  existing #%d %s LBA %d-%d %q\n", p.Index, gpt.TypeName(p.Type), p.FirstLBA, p.LastLBA, p.Name)
@@ -416,7 +421,31 @@ func genCase(r *rand.Rand, ss int64) diffCase {
 		}
 		c.defs[fmt.Sprintf("%02d-%s.conf", 10+i, typ)] = b.String()
 	}
+	c.blank = r.Intn(16) == 0
 	return c
+}
+
+// sdArgs are systemd-repart's arguments for the case on target.
+func (c diffCase) sdArgs(defs, target string) []string {
+	args := []string{"--dry-run=no", "--discard=no", "--no-pager", "--json=short", // its table view crashes 252 when a partition was dropped
+		"--seed=" + c.seed.String(), "--definitions=" + defs}
+	if c.blank {
+		args = append(args, "--empty=allow")
+	}
+	return append(args, target)
+}
+
+// runOurs runs ours on target as piboot repart does: --empty=allow first for a blank disk.
+func (c diffCase) runOurs(target, defs string) error {
+	seed := c.seed
+	if c.blank {
+		s, _, err := Empty(Options{Target: target, Definitions: defs, Seed: seed.String(), Arch: "x86-64"}, EmptyAllow)
+		if err != nil {
+			return err
+		}
+		seed = uuid.MustParse(s)
+	}
+	return runOurs(target, defs, seed)
 }
 
 // materialize writes the case's definitions under dir and two copies of its image.
@@ -444,6 +473,9 @@ func (c diffCase) writeImage(img string) error {
 		return err
 	}
 	defer f.Close()
+	if c.blank {
+		return f.Truncate(c.diskSize)
+	}
 	if c.stale != nil {
 		if err := f.Truncate(c.diskSize); err != nil {
 			return err
@@ -582,6 +614,7 @@ func TestDifferentialSystemdRepart(t *testing.T) {
 		mu      sync.Mutex
 		fails   int
 		applied int
+		blanks  int // applied on a blank disk with --empty=allow
 		crashed int
 	)
 	for i, c := range cases {
@@ -596,10 +629,8 @@ func TestDifferentialSystemdRepart(t *testing.T) {
 				t.Errorf("case %d: %v", i, err)
 				return
 			}
-			cmd := exec.Command("systemd-repart", "--dry-run=no", "--discard=no", "--no-pager", "--json=short", // its table view crashes 252 when a partition was dropped
-				"--seed="+c.seed.String(), "--definitions="+defs, img)
-			sdOut, sdErr := cmd.CombinedOutput()
-			ourErr := runOurs(ours, defs, c.seed)
+			sdOut, sdErr := exec.Command("systemd-repart", c.sdArgs(defs, img)...).CombinedOutput()
+			ourErr := c.runOurs(ours, defs)
 			mu.Lock()
 			defer mu.Unlock()
 			if ee, ok := sdErr.(*exec.ExitError); ok && ee.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
@@ -621,6 +652,18 @@ func TestDifferentialSystemdRepart(t *testing.T) {
 				}
 			} else {
 				applied++
+				if c.blank {
+					blanks++
+				}
+			}
+			if sdErr != nil && c.blank {
+				// Refused: both disks must still be blank.
+				for _, p := range []string{img, ours} {
+					if _, err := readTable(p, 512); !errors.Is(err, gpt.ErrNoGPT) {
+						t.Errorf("case %d: %s has a table after a refusal: %v", i, p, err)
+					}
+				}
+				return
 			}
 			// Both results through gpt.Read (checked against sfdisk in package gpt), and every
 			// 8th case also through sfdisk --json, which must agree with gpt.Read.
@@ -645,7 +688,8 @@ func TestDifferentialSystemdRepart(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d cases: %d applied by both, %d refused by both, %d differ, %d crashed systemd-repart", n, applied, n-applied-fails-crashed, fails, crashed)
+	t.Logf("%d cases: %d applied by both (%d on blank disks, --empty=allow), %d refused by both, %d differ, %d crashed systemd-repart",
+		n, applied, blanks, n-applied-fails-crashed, fails, crashed)
 	if applied < n/2 {
 		t.Errorf("only %d of %d cases were applicable: the generator is too tight", applied, n)
 	}
@@ -679,9 +723,8 @@ func TestDifferential4K(t *testing.T) {
 		}
 		a, detachA := attach(img)
 		b, detachB := attach(ours)
-		sdOut, sdErr := exec.Command("systemd-repart", "--dry-run=no", "--discard=no", "--no-pager", "--json=short",
-			"--seed="+c.seed.String(), "--definitions="+defs, a).CombinedOutput()
-		ourErr := runOurs(b, defs, c.seed)
+		sdOut, sdErr := exec.Command("systemd-repart", c.sdArgs(defs, a)...).CombinedOutput()
+		ourErr := c.runOurs(b, defs)
 		detachA()
 		detachB()
 		if (sdErr != nil) != (ourErr != nil) {
@@ -691,6 +734,14 @@ func TestDifferential4K(t *testing.T) {
 		if sdErr != nil {
 			if a, b := sdRefusal(sdOut), ourRefusal(ourErr); a == "" || a != b {
 				t.Errorf("4K case %d: both refused, for different reasons: systemd-repart %q, ours %q: %v\n%s\n%s", i, a, b, ourErr, sdOut, c)
+			}
+			if c.blank {
+				for _, p := range []string{img, ours} {
+					if _, err := readTable(p, 4096); !errors.Is(err, gpt.ErrNoGPT) {
+						t.Errorf("4K case %d: %s has a table after a refusal: %v", i, p, err)
+					}
+				}
+				continue
 			}
 		}
 		want, err1 := readTable(img, 4096)
