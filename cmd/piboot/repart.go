@@ -30,7 +30,7 @@ func runRepart(args []string) int {
 	canFactoryReset := fs.Bool("can-factory-reset", false, "exit 0 if a partition on TARGET would be erased by --factory-reset, else 1")
 	arch := fs.String("architecture", gpt.NormalizeArch(runtime.GOARCH), "architecture for Type=root/usr (arm64, x86-64, ...)")
 	machineID := fs.String("machine-id", "/etc/machine-id", "machine ID `file` for the default seed")
-	empty := fs.String("empty", "refuse", "a disk without partition table: refuse, allow (create a GPT), require (only such a disk), force (replace any table)")
+	empty := fs.String("empty", "refuse", "a disk without partition table: refuse, allow (create a GPT), require (only such a disk), force (replace any table), create (a new image file of --size)")
 	size := fs.String("size", "", "grow the image file TARGET to `BYTES` first (K, M, G, T suffixes as in repart.d)")
 	discard := new(yesNo)
 	fs.Var(discard, "discard", "accepted for systemd-repart compatibility; piboot never discards (it writes only new partitions and the GPT)")
@@ -41,9 +41,13 @@ func runRepart(args []string) int {
 		return 2
 	}
 	target := fs.Arg(0)
+	create := *empty == "create"
+	if create {
+		*empty = string(repart.EmptyForce)
+	}
 	mode, err := repart.ParseEmptyMode(*empty)
 	if err != nil {
-		return fail("repart", err)
+		return fail("repart", fmt.Errorf("%w (or create)", err))
 	}
 	if *canFactoryReset {
 		return canReset(target, *defs, *arch)
@@ -56,6 +60,14 @@ func runRepart(args []string) int {
 	o := repart.Options{
 		Target: target, Definitions: *defs, DryRun: bool(*dryRun), Seed: *seedFlag, MachineID: *machineID,
 		Arch: *arch, JSON: asJSON != "off", FactoryReset: bool(*factoryReset), Format: mkfs.ForRepart, Out: out, Err: os.Stderr,
+	}
+	if create {
+		if err := createImage(target, *size, o.DryRun); err != nil {
+			return fail("repart", err)
+		}
+		if o.DryRun {
+			defer os.Remove(target) // planned on an empty file of that size, which goes again
+		}
 	}
 	if *size != "" {
 		if err := growImage(target, *size, o.DryRun); err != nil {
@@ -111,6 +123,28 @@ func canReset(target, defsDir, arch string) int {
 		return 0
 	}
 	return 1
+}
+
+// createImage is --empty=create: a new (sparse) image file of --size= bytes, which then gets
+// a new table as with --empty=force. An existing file is refused rather than overwritten.
+func createImage(target, s string, dryRun bool) error {
+	if s == "" {
+		return fmt.Errorf("--empty=create needs --size=")
+	}
+	want, err := repart.ParseSize(s)
+	if err != nil {
+		return fmt.Errorf("--size=%s: %w", s, err)
+	}
+	f, err := os.OpenFile(target, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("--empty=create: %w (it creates a new image file)", err)
+	}
+	if err := f.Truncate(int64(want)); err != nil {
+		f.Close()
+		os.Remove(target)
+		return err
+	}
+	return f.Close()
 }
 
 // growImage is --size=: an image file grows (sparse) to the given size; it never shrinks.

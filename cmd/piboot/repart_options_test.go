@@ -100,6 +100,31 @@ func TestRepartEmptyLikeSystemdRepart(t *testing.T) {
 		}
 	}
 
+	// --empty=create: a new image file, as systemd-repart makes it; never over an existing one.
+	theirs, ours := filepath.Join(dir, "new-theirs.img"), filepath.Join(dir, "new-ours.img")
+	if out, err := exec.Command("systemd-repart", "--empty=create", "--size=48M", "--dry-run=no", "--discard=no", "--no-pager",
+		"--seed="+optSeed, "--definitions="+defs, theirs).CombinedOutput(); err != nil {
+		t.Fatalf("systemd-repart --empty=create: %v\n%s", err, out)
+	}
+	if rc, out := capture(t, func() int {
+		return runRepart(append(append([]string{"--empty=create", "--size=48M", "--dry-run"}, common...), ours))
+	}); rc != 0 || !strings.Contains(out, "create") {
+		t.Fatalf("--empty=create --dry-run: exit %d\n%s", rc, out)
+	}
+	if _, err := os.Stat(ours); !os.IsNotExist(err) {
+		t.Fatalf("--empty=create --dry-run left %s: %v", ours, err)
+	}
+	for i, want := range []int{0, 1} { // the second time, the file exists
+		if rc, out := capture(t, func() int {
+			return runRepart(append(append([]string{"--empty=create", "--size=48M"}, common...), ours))
+		}); rc != want || i == 1 && !strings.Contains(out, "file exists") {
+			t.Fatalf("--empty=create #%d: exit %d\n%s", i+1, rc, out)
+		}
+	}
+	if a, b := readAll(t, theirs), readAll(t, ours); !bytes.Equal(a, b) {
+		t.Fatal("--empty=create: not the image systemd-repart makes")
+	}
+
 	// A whole-disk ext4 (its magic at byte 0x438): systemd-repart 252 --empty=allow writes a
 	// table over it; we ask for --empty=force.
 	ext4 := optImage(t, dir, "ext4.img", 80<<20, "")
@@ -200,4 +225,13 @@ func TestRepartReadOnlyDevice(t *testing.T) {
 	if after, _ := os.ReadFile(img); !bytes.Equal(before, after) {
 		t.Error("the image behind the read-only device changed")
 	}
+}
+
+func readAll(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
