@@ -8,10 +8,15 @@ import (
 	"text/tabwriter"
 )
 
-// PartitionNode names partition n of a disk the way the kernel does: /dev/sda3,
-// /dev/mmcblk0p3, disk.img3.
+// PartitionNode names partition n of a disk as libfdisk (and so systemd-repart) does: a "p"
+// after a name ending in a digit (/dev/mmcblk0p3, /dev/nvme0n1p3, card2p3), "-part" after
+// udev's by-id and by-path links (/dev/disk/by-id/usb-…-0:0-part3), else the number
+// (/dev/sda3, disk.img3).
 func PartitionNode(disk string, n int) string {
-	if disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9' && strings.HasPrefix(disk, "/dev/") {
+	switch {
+	case strings.HasPrefix(disk, "/dev/disk/by-id/") || strings.HasPrefix(disk, "/dev/disk/by-path/"):
+		return fmt.Sprintf("%s-part%d", disk, n)
+	case disk != "" && disk[len(disk)-1] >= '0' && disk[len(disk)-1] <= '9':
 		return fmt.Sprintf("%sp%d", disk, n)
 	}
 	return fmt.Sprintf("%s%d", disk, n)
