@@ -766,6 +766,7 @@ func TestFlagsLowBits252(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
 	c := genCase(r, 512)
 	c.table.Partitions = nil
+	c.blank, c.stale = false, nil // a plain GPT disk
 	c.defs = map[string]string{"10-var.conf": "[Partition]\nType=var\nFlags=5\n"}
 	img, ours, defs, err := c.materialize(t.TempDir())
 	if err != nil {
