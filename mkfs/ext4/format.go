@@ -206,9 +206,12 @@ func (f *formatter) write(w io.WriterAt) error {
 	f.sortWrites()
 	tail := f.wipeSignatures()
 	f.sortWrites()
-	// Neighbouring blocks go out together, in ascending order, through one buffer of up to
-	// 1 MiB; pieces of 64 KiB or more are written as they are, without a copy.
-	const maxWrite = 1 << 20
+	// Neighbouring blocks go out together, in ascending order, through one buffer of 256
+	// KiB; pieces of 64 KiB or more are written as they are, without a copy. A fresh process
+	// pays for every page of the buffer it first touches: with 1 MiB (a transparent huge page
+	// to clear) formatting 128 GiB took 21 ms of CPU in a new process here, with 256 KiB 8 ms;
+	// the page cache coalesces the writes anyway.
+	const maxWrite = 256 << 10
 	buf := make([]byte, 0, maxWrite)
 	var bufStart uint64
 	flush := func() error {
