@@ -361,6 +361,7 @@ func genCase(r *rand.Rand, ss int64) diffCase {
 		}
 	}
 	r.Shuffle(len(types), func(i, j int) { types[i], types[j] = types[j], types[i] })
+	usedUUID := false
 	used := map[string]bool{} // ParseDir refuses two definitions with the same Label=
 	for i, typ := range types {
 		var b strings.Builder
@@ -408,6 +409,10 @@ func genCase(r *rand.Rand, ss int64) diffCase {
 		}
 		if r.Intn(8) == 0 {
 			fmt.Fprintf(&b, "UUID=%s\n", uuid.Must(uuid.NewRandomFromReader(r)))
+		} else if r.Intn(16) == 0 && len(t.Partitions) > 0 && !usedUUID {
+			// The UUID of an existing partition (a definition copied from another disk).
+			usedUUID = true
+			fmt.Fprintf(&b, "UUID=%s\n", t.Partitions[r.Intn(len(t.Partitions))].UUID)
 		}
 		for _, k := range []string{"ReadOnly", "NoAuto", "GrowFileSystem"} {
 			if r.Intn(6) == 0 {
