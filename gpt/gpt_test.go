@@ -707,3 +707,107 @@ func TestUsableAreaOverlappingEntries(t *testing.T) {
 		t.Fatalf("after the repair: %v %+v", err, again)
 	}
 }
+
+// TestCrashOddLayouts cuts Write after every write, as TestCrash does, on the layouts other
+// tools leave: few entries, entries away from LBA 2, 4096-byte sectors; each flashed onto a
+// larger disk that still holds the backup of an earlier, larger table. Every cut leaves the
+// old or the new table, the new one from the first write to the primary on, and a rerun
+// gives the bytes of an uncut write.
+func TestCrashOddLayouts(t *testing.T) {
+	for _, c := range []struct {
+		name              string
+		ss                int
+		entries           uint32
+		entriesLBA, first uint64
+	}{
+		{"4 entries", 512, 4, 2, 3},
+		{"16 entries at LBA 34", 512, 16, 34, 2048},
+		{"4096-byte sectors", 4096, 128, 2, 6},
+		{"4096-byte sectors, 8 entries at LBA 10", 4096, 8, 10, 256},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			const imgSize, diskSize = 8 * MiB, 16 * MiB
+			ss := uint64(c.ss)
+			base := sparse(t, diskSize)
+			f, err := os.OpenFile(base, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			stale, _ := New(diskSize, c.ss, uuid.New())
+			stale.Partitions = []Partition{{Index: 1, Type: TypeLinuxGeneric, UUID: uuid.New(), FirstLBA: MiB / ss, LastLBA: stale.LastUsableLBA, Name: "old"}}
+			if err := Write(f, diskSize, stale); err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt(make([]byte, 64<<10), 0) // flashing overwrote the old primary
+			oldT, _ := New(imgSize, c.ss, uuid.New())
+			oldT.EntryCount, oldT.EntriesLBA, oldT.FirstUsableLBA = c.entries, c.entriesLBA, c.first
+			if err := oldT.Resize(imgSize); err != nil {
+				t.Fatal(err)
+			}
+			oldT.Partitions = []Partition{
+				{Index: 1, Type: TypeESP, UUID: uuid.New(), FirstLBA: MiB / ss, LastLBA: 3*MiB/ss - 1, Name: "boot"},
+				{Index: 2, Type: TypeLinuxGeneric, UUID: uuid.New(), FirstLBA: 3 * MiB / ss, LastLBA: 5*MiB/ss - 1, Name: "store"},
+			}
+			if err := Write(f, imgSize, oldT); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			got, err := Read(openRO(t, base), diskSize, c.ss)
+			if err != nil || !sameParts(got, oldT) {
+				t.Fatalf("flashed table: %v %+v", err, got)
+			}
+			newT := got.Clone()
+			if err := newT.Resize(diskSize); err != nil {
+				t.Fatal(err)
+			}
+			newT.Partitions = append(newT.Partitions, Partition{Index: 3, Type: TypeLinuxGeneric, UUID: uuid.New(),
+				FirstLBA: 5 * MiB / ss, LastLBA: newT.LastUsableLBA, Name: "root"})
+
+			ref := filepath.Join(t.TempDir(), "ref.img")
+			copySparse(t, base, ref)
+			cw, size := openCounting(t, ref, -1)
+			if err := Write(cw, size, newT); err != nil {
+				t.Fatal(err)
+			}
+			total := cw.writes
+			want, _ := os.ReadFile(ref)
+			for n := 0; n < total; n++ {
+				img := filepath.Join(t.TempDir(), "cut.img")
+				copySparse(t, base, img)
+				cw, size := openCounting(t, img, n)
+				if err := Write(cw, size, newT); !errors.Is(err, errCut) {
+					t.Fatalf("cut at %d: %v", n, err)
+				}
+				got, err := Read(cw.f, size, c.ss)
+				if err != nil {
+					t.Fatalf("cut after %d of %d writes: %v", n, total, err)
+				}
+				isOld, isNew := sameParts(got, oldT), sameParts(got, newT)
+				if !isOld && !isNew {
+					t.Fatalf("cut after %d of %d writes: neither the old nor the new table: %+v", n, total, got.Partitions)
+				}
+				if n >= total-1 && !isNew { // the last write is the primary header; before it the primary entries
+					t.Errorf("cut after %d of %d writes: the old table, though the primary entries are new", n, total)
+				}
+				cw2, _ := openCounting(t, img, -1)
+				if err := Write(cw2, size, newT); err != nil {
+					t.Fatal(err)
+				}
+				if b, _ := os.ReadFile(img); !bytes.Equal(b, want) {
+					t.Errorf("cut after %d of %d writes: the rerun differs from an uncut write", n, total)
+				}
+			}
+		})
+	}
+}
+
+func openRO(t *testing.T, p string) *os.File {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
