@@ -354,3 +354,36 @@ func TestParseUevent(t *testing.T) {
 		}
 	}
 }
+
+func TestModaliases(t *testing.T) {
+	sys := t.TempDir()
+	dev := func(bus, name, alias string, bound bool) {
+		// As in sysfs: bus/<bus>/devices/<name> links to the device under devices/.
+		real := filepath.Join(sys, "devices", bus, name)
+		os.MkdirAll(real, 0o755)
+		if alias != "" {
+			os.WriteFile(filepath.Join(real, "modalias"), []byte(alias+"\n"), 0o444)
+		}
+		if bound {
+			os.Symlink("../../bus/"+bus+"/drivers/x", filepath.Join(real, "driver"))
+		}
+		os.MkdirAll(filepath.Join(sys, "bus", bus, "devices"), 0o755)
+		os.Symlink(real, filepath.Join(sys, "bus", bus, "devices", name))
+	}
+	dev("pci", "0000:00:01.0", "pci:v00001B36d00000007sv00001AF4sd00001100bc08sc05i01", false)
+	dev("pci", "0000:00:00.0", "pci:v00001B36d00000008sv00001AF4sd00001100bc06sc00i00", true)
+	dev("virtio", "virtio0", "virtio:d00000002v00001AF4", false)
+	dev("platform", "serial", "", false)
+	os.MkdirAll(filepath.Join(sys, "bus", "empty"), 0o755)
+	got, err := Modaliases(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "pci:v00001B36d00000007sv00001AF4sd00001100bc08sc05i01 virtio:d00000002v00001AF4"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("Modaliases = %q, want %q", got, want)
+	}
+	if _, err := Modaliases(filepath.Join(sys, "nope")); err == nil {
+		t.Fatal("no error for a missing sysfs")
+	}
+}

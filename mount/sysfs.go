@@ -120,3 +120,31 @@ func DeviceSize(sysfsDir, name string) (int64, error) {
 	}
 	return n * 512, nil
 }
+
+// Modaliases lists the modaliases of the devices in sysfsDir ("/sys") that no driver
+// has bound yet, from /sys/bus/*/devices/*/modalias: what a coldplug pass needs to load
+// drivers for the devices the kernel found before anyone listened for uevents.
+func Modaliases(sysfsDir string) ([]string, error) {
+	buses, err := os.ReadDir(filepath.Join(sysfsDir, "bus"))
+	if err != nil {
+		return nil, fmt.Errorf("scan devices: %w", err)
+	}
+	var out []string
+	for _, b := range buses {
+		dir := filepath.Join(sysfsDir, "bus", b.Name(), "devices")
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue // a bus without devices directory
+		}
+		for _, e := range ents {
+			d := filepath.Join(dir, e.Name())
+			if _, err := os.Lstat(filepath.Join(d, "driver")); err == nil {
+				continue
+			}
+			if a, err := readTrim(filepath.Join(d, "modalias")); err == nil && a != "" {
+				out = append(out, a)
+			}
+		}
+	}
+	return out, nil
+}

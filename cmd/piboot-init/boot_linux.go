@@ -100,7 +100,8 @@ func boot(attempt int) error {
 		return err
 	}
 	cfg, cfgErr := parseCmdline(string(b))
-	mods := startModules(keepFS(cfg, cfgErr))
+	ev := startHotplug()
+	mods := startModules(keepFS(cfg, cfgErr), ev, efi)
 	if efi {
 		if err := mountEFIVars(mods); err != nil {
 			logf("start", "no EFI variables: %v", err)
@@ -120,6 +121,9 @@ func boot(attempt int) error {
 	}
 	if opts.Timeout <= 0 { // piboot.timeout=0: look once, do not wait
 		opts.Timeout = time.Nanosecond
+	}
+	if ev != nil {
+		opts.Changed = ev.block
 	}
 	if efi {
 		id, ok, err := mount.LoaderDevicePartUUID(mount.EFIVarsDir)
@@ -150,13 +154,16 @@ func boot(attempt int) error {
 	}
 	disk := found.Disk
 	devPath := "/dev/" + disk.Name
-	logf("disk", "%s (%s) after %d ms, %d bytes", devPath, found.How, time.Since(t0).Milliseconds(), disk.Size)
+	diskMs := time.Since(t0).Milliseconds()
+	logf("disk", "%s (%s) after %d ms, %d bytes", devPath, found.How, diskMs, disk.Size)
 	for _, o := range found.Others {
 		logf("disk", "%s also holds a partition labelled %q; ignored", o, cfg.Store)
 	}
 
 	// First-boot partitioning.
+	tRepart := time.Now()
 	defs, table, err := runRepart(devPath)
+	repartMs := time.Since(tRepart).Milliseconds()
 	if err != nil {
 		return err
 	}
@@ -172,9 +179,12 @@ func boot(attempt int) error {
 		return n, mount.WaitDevice(n, 5*time.Second)
 	}
 	// Root. The filesystems' modules must be in by now.
+	tMods := time.Now()
 	if err := mods.wait(); err != nil {
 		return err
 	}
+	tMount := time.Now()
+	modWaitMs := tMount.Sub(tMods).Milliseconds()
 	rootPart, ok := disk.ByLabel(cfg.Root)
 	if !ok {
 		return fmt.Errorf("%s has no partition labelled %q (piboot.root=); partitions: %s", devPath, cfg.Root, strings.Join(disk.Labels(), ", "))
@@ -223,6 +233,7 @@ func boot(attempt int) error {
 		emergencyShell("piboot.shell: leave the shell (exit) to continue with switch_root")
 	}
 	args := append([]string{cfg.Init}, os.Args[1:]...)
+	logf("time", "%s", timeSummary(diskMs, repartMs, modWaitMs, time.Since(tMount).Milliseconds()))
 	logf("switch_root", "%s after %d ms", cfg.Init, time.Since(started).Milliseconds())
 	err = mount.SwitchRoot(newRoot, cfg.Init, args, os.Environ())
 	// The kernel filesystems may have moved already: put them back for the shell.
@@ -332,4 +343,24 @@ func formatOf(defs []repart.Definition, p mount.Part) string {
 		}
 	}
 	return ""
+}
+
+// timeSummary says where the time since PID 1 started went, for the line before
+// switch_root: when the kernel started us, the steps, how long module loading ran
+// (overlapping the steps) and piboot-init's own CPU time (module loading's kernel work
+// in finit_module counts as its system time).
+func timeSummary(diskMs, repartMs, modWaitMs, mountMs int64) string {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	cpu := func(t unix.Timeval) int64 { return t.Sec*1000 + int64(t.Usec)/1000 }
+	mods := ""
+	if modules != nil {
+		modules.mu.Lock()
+		if !modules.last.IsZero() {
+			mods = fmt.Sprintf(", modules %d ms (%d ms in finit_module)", modules.last.Sub(modules.t0).Milliseconds(), modules.inKernel.Milliseconds())
+		}
+		modules.mu.Unlock()
+	}
+	return fmt.Sprintf("started at %d ms of uptime; disk %d ms, repart %d ms, waiting for modules %d ms, mounts %d ms%s; cpu %d ms user, %d ms system",
+		startedUptime.Milliseconds(), diskMs, repartMs, modWaitMs, mountMs, mods, cpu(ru.Utime), cpu(ru.Stime))
 }

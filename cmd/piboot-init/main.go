@@ -14,10 +14,24 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// started is when PID 1 began, for "switch_root: <init> after <N> ms".
-var started = time.Now()
+// started is when PID 1 began, for "switch_root: <init> after <N> ms"; startedUptime
+// is the same moment as time since the kernel booted.
+var (
+	started       = time.Now()
+	startedUptime = uptime()
+)
+
+func uptime() time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
 
 func logf(step, format string, args ...any) {
 	fmt.Fprintf(os.Stdout, "piboot-init: "+step+": "+format+"\n", args...)

@@ -16,33 +16,60 @@ import (
 	"github.com/piboot/piboot/mount"
 )
 
-// moduleLoader loads the initramfs's modules in the background: disk discovery, which
-// waits for SD and USB devices to probe anyway, runs while the filesystem and network
-// modules load. Mounting waits for all of them. Filesystem modules this boot does not
-// mount (xfs under an ext4 root, say) are deferred: loaded on demand (ensureFS) or before
-// the emergency shell, so they cost nothing on a normal boot.
+// moduleLoader loads the initramfs's modules in the background while the disk is found.
+// Device drivers (modules with device aliases in modules.alias) load only for hardware
+// that is there: for each device's modalias, first those sysfs lists (coldplug), then
+// those the kernel announces in uevents as drivers probe and new devices appear (a USB
+// stick behind xHCI; its SCSI disk behind usb-storage). Modules needed by name (the
+// filesystems, crc32c) load after the coldplugged drivers, so the disk's driver gets the
+// CPU first; filesystems this boot does not mount (xfs under an ext4 root, say) are
+// deferred: loaded on demand (ensureFS) or before the emergency shell.
 type moduleLoader struct {
-	done     chan struct{}
-	err      error     // set before done closes
-	finished time.Time // likewise
+	ready    chan struct{} // closed once the list was read: the fields below are set
+	done     chan struct{} // closed once the named modules and the coldplug drivers were tried
+	err      error         // set before done closes
+	finished time.Time     // likewise
 
-	dir  string
-	jobs []*modJob // in list order: dependencies first
+	dir     string
+	jobs    []*modJob // in list order: dependencies first
+	byPath  map[string]*modJob
+	byName  map[string]*modJob
+	aliases *aliasTable // nil without modules.alias: every module loads by name
+	efi     bool        // efivarfs is worth loading
 	// keepFS says whether modules under kernel/fs/<name>/ load eagerly.
 	keepFS func(name string) bool
+	sem    chan struct{} // one finit_module per CPU
+	t0     time.Time
 
-	mu sync.Mutex // serializes on-demand loading
+	mu       sync.Mutex
+	idle     *sync.Cond // signalled when pending drops to 0
+	pending  int        // loads started for devices and names, not finished
+	seen     map[string]bool
+	n        int // loaded
+	skipped  int // ENODEV: nothing to drive here
+	failed   int
+	devices  []string      // loaded for devices, in order
+	last     time.Time     // when the last module was in
+	drivers  time.Time     // when the coldplugged devices' drivers were in
+	inKernel time.Duration // inside finit_module, summed over threads
+	reported bool          // the summary line is out; later loads get a line each
+
+	deferMu sync.Mutex // serializes on-demand loading
 }
 
 type modJob struct {
 	path     string
 	deps     []string
-	deferred bool
+	driver   bool // loads for a device (a driver, or a library only drivers need)
+	deferred bool // a filesystem this boot does not mount
+	once     sync.Once
 	loaded   bool
-	done     chan struct{} // closed once an eager module was tried
+	tried    bool
 }
 
-// finishedBefore reports whether loading had ended by t.
+var modules *moduleLoader
+
+// finishedBefore reports whether the named modules and coldplug drivers were in by t.
 func (m *moduleLoader) finishedBefore(t time.Time) bool {
 	select {
 	case <-m.done:
@@ -52,25 +79,27 @@ func (m *moduleLoader) finishedBefore(t time.Time) bool {
 	}
 }
 
-var modules *moduleLoader
-
 // startModules starts loading once per boot of the machine (a retried attempt reuses it).
-func startModules(keepFS func(string) bool) *moduleLoader {
+// ev, when not nil, delivers the kernel's uevents; efi says whether the firmware is UEFI.
+func startModules(keepFS func(string) bool, ev *hotplug, efi bool) *moduleLoader {
 	if modules != nil {
 		return modules
 	}
-	modules = &moduleLoader{done: make(chan struct{}), keepFS: keepFS}
+	m := &moduleLoader{ready: make(chan struct{}), done: make(chan struct{}), keepFS: keepFS, efi: efi,
+		seen: map[string]bool{}, sem: make(chan struct{}, runtime.NumCPU()), t0: time.Now()}
+	m.idle = sync.NewCond(&m.mu)
+	modules = m
 	go func() {
-		defer close(modules.done)
-		defer func() { modules.finished = time.Now() }()
+		defer close(m.done)
+		defer func() { m.finished = time.Now() }()
 		defer func() {
 			if r := recover(); r != nil {
-				modules.err = fmt.Errorf("modules: internal error: %v", r)
+				m.err = fmt.Errorf("modules: internal error: %v", r)
 			}
 		}()
-		modules.err = modules.load()
+		m.err = m.load(ev)
 	}()
-	return modules
+	return m
 }
 
 // fsOf names the filesystem directory of a module under kernel/fs ("" for others).
@@ -83,34 +112,76 @@ func fsOf(path string) string {
 	return strings.TrimSuffix(name, ".ko")
 }
 
-// mountEFIVars mounts efivarfs as soon as its module is in: it retries while the
-// kernel does not know the filesystem and modules are still loading.
+// mountEFIVars mounts efivarfs, loading its module first if the kernel does not know
+// the filesystem yet.
 func mountEFIVars(m *moduleLoader) error {
-	for {
-		err := mount.EFIVarFS()
-		if err == nil || !errors.Is(err, unix.ENODEV) {
-			return err
-		}
-		select {
-		case <-m.done:
-			return mount.EFIVarFS()
-		case <-time.After(2 * time.Millisecond):
-		}
+	err := mount.EFIVarFS()
+	if err == nil || !errors.Is(err, unix.ENODEV) {
+		return err
 	}
+	m.ensureName("efivarfs")
+	return mount.EFIVarFS()
 }
 
-// wait blocks until every eager module was tried.
+// wait blocks until the named modules and every driver load started so far were tried.
 func (m *moduleLoader) wait() error {
 	<-m.done
-	return m.err
+	if m.err != nil {
+		return m.err
+	}
+	m.mu.Lock()
+	for m.pending > 0 {
+		m.idle.Wait()
+	}
+	m.mu.Unlock()
+	return nil
 }
 
-// load reads the initramfs's load list: each line names a module and the modules it
-// needs first. Eager modules load in parallel, one per CPU, each after its
-// dependencies (the kernel verifies and relocates each, which takes a while on a Pi). A
-// module that fails to load is reported and skipped: the disk may still be found without
-// it, and if not, the error about the missing disk or filesystem follows.
-func (m *moduleLoader) load() error {
+// summaryLocked is "loaded N in M ms (...)": M runs from the start of loading to the
+// last module in, including the waits for devices to probe in between.
+func (m *moduleLoader) summaryLocked() string {
+	var b strings.Builder
+	end := m.last
+	if end.IsZero() {
+		end = m.t0
+	}
+	fmt.Fprintf(&b, "loaded %d in %d ms (", m.n, end.Sub(m.t0).Milliseconds())
+	if m.aliases != nil {
+		absent := 0
+		for _, j := range m.jobs {
+			if j.driver && !j.tried {
+				absent++
+			}
+		}
+		devs := "none"
+		if len(m.devices) > 0 {
+			devs = strings.Join(m.devices, " ")
+		}
+		fmt.Fprintf(&b, "for devices: %s in %d ms; %d for hardware not here; ", devs, m.drivers.Sub(m.t0).Milliseconds(), absent)
+	}
+	fmt.Fprintf(&b, "%d ms in finit_module; %d not needed here, %d failed", m.inKernel.Milliseconds(), m.skipped, m.failed)
+	var deferred []string
+	for _, j := range m.jobs {
+		if j.deferred && !j.tried {
+			deferred = append(deferred, filepath.Base(j.path))
+		}
+	}
+	if len(deferred) > 0 {
+		b.WriteString("; loaded when needed: " + strings.Join(deferred, " "))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// load reads the initramfs's load list (each line names a module and the modules it
+// needs first) and modules.alias, loads the drivers for the devices already there, then
+// the modules needed by name. A module that fails to load is reported and skipped: the
+// disk may still be found without it, and if not, the error about the missing disk or
+// filesystem follows.
+func (m *moduleLoader) load(ev *hotplug) error {
+	var readyOnce sync.Once
+	markReady := func() { readyOnce.Do(func() { close(m.ready) }) }
+	defer markReady()
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return err
@@ -130,17 +201,106 @@ func (m *moduleLoader) load() error {
 	if err != nil {
 		return err
 	}
-	byPath := map[string]*modJob{}
-	for _, line := range strings.Split(string(b), "\n") {
+	m.byPath, m.byName = map[string]*modJob{}, map[string]*modJob{}
+	for n, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
 			continue
 		}
-		j := &modJob{path: f[0], deps: f[1:], done: make(chan struct{})}
+		j := &modJob{path: f[0], deps: f[1:]}
+		for _, d := range j.deps {
+			if m.byPath[d] == nil {
+				return fmt.Errorf("modules: %s:%d: %s needs %s, which is not listed before it", list, n+1, j.path, d)
+			}
+		}
 		m.jobs = append(m.jobs, j)
-		byPath[j.path] = j
+		m.byPath[j.path] = j
+		m.byName[layout.ModName(j.path)] = j
 	}
-	// Eager: every module except unneeded filesystems, plus whatever those need.
+	aliasFile := filepath.Join(m.dir, layout.AliasList)
+	if f, err := os.Open(aliasFile); err == nil {
+		m.aliases, err = parseAliases(f, aliasFile)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("modules: %w", err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("modules: %w", err)
+	}
+	m.classify()
+	markReady()
+
+	// Drivers first: for the devices there now, and (from the uevents) those that appear.
+	if ev != nil && m.aliases != nil {
+		ev.onModalias(func(a string) { m.device(a) })
+	}
+	m.coldplug()
+	m.mu.Lock()
+	for m.pending > 0 {
+		m.idle.Wait()
+	}
+	m.drivers = time.Now()
+	m.mu.Unlock()
+
+	// Then what is needed by name.
+	var wg sync.WaitGroup
+	for _, j := range m.jobs {
+		if j.driver || j.deferred {
+			continue
+		}
+		if !m.efi && layout.ModName(j.path) == "efivarfs" {
+			// Without UEFI its init fails with ENODEV anyway: spare the kernel the work.
+			m.mu.Lock()
+			j.tried = true
+			m.skipped++
+			m.mu.Unlock()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.ensure(j, false)
+		}()
+	}
+	wg.Wait()
+	// The summary, once what was started is in; drivers for devices that appear later
+	// get a line each.
+	m.mu.Lock()
+	for m.pending > 0 {
+		m.idle.Wait()
+	}
+	m.reported = true
+	line := m.summaryLocked()
+	m.mu.Unlock()
+	logf("modules", "%s", line)
+	return nil
+}
+
+// classify marks drivers (and the libraries only drivers need) and deferred filesystems.
+func (m *moduleLoader) classify() {
+	if m.aliases != nil {
+		var lib func(j *modJob)
+		lib = func(j *modJob) {
+			for _, d := range j.deps {
+				if dj := m.byPath[d]; dj != nil && !dj.driver {
+					dj.driver = true
+					lib(dj)
+				}
+			}
+		}
+		for _, j := range m.jobs {
+			if m.aliases.drivers[layout.ModName(j.path)] {
+				j.driver = true
+			}
+		}
+		for _, j := range m.jobs {
+			if j.driver {
+				lib(j)
+			}
+		}
+	}
+	// Needed by name: every other module except unneeded filesystems, plus whatever
+	// those need (which may be a library drivers use too: it then loads by name).
 	eager := map[string]bool{}
 	var need func(p string)
 	need = func(p string) {
@@ -148,71 +308,131 @@ func (m *moduleLoader) load() error {
 			return
 		}
 		eager[p] = true
-		if j := byPath[p]; j != nil {
+		if j := m.byPath[p]; j != nil {
+			j.driver = false
 			for _, d := range j.deps {
 				need(d)
 			}
 		}
 	}
 	for _, j := range m.jobs {
+		if j.driver {
+			continue
+		}
 		if fs := fsOf(j.path); fs == "" || m.keepFS == nil || m.keepFS(fs) {
 			need(j.path)
 		}
 	}
-	var deferred []string
 	for _, j := range m.jobs {
-		if !eager[j.path] {
+		if !eager[j.path] && !j.driver {
 			j.deferred = true
-			deferred = append(deferred, filepath.Base(j.path))
 		}
 	}
-	t0 := time.Now()
-	var mu sync.Mutex
-	n, failed, skipped := 0, 0, 0
-	sem := make(chan struct{}, runtime.NumCPU())
-	var wg sync.WaitGroup
-	for _, j := range m.jobs {
-		if j.deferred {
+}
+
+// coldplug looks at the devices sysfs lists without a driver.
+func (m *moduleLoader) coldplug() {
+	if m.aliases == nil {
+		return
+	}
+	aliases, err := mount.Modaliases("/sys")
+	if err != nil {
+		logf("modules", "coldplug: %v", err)
+		return
+	}
+	for _, a := range aliases {
+		m.device(a)
+	}
+}
+
+// device starts loading the drivers for a modalias, once per modalias.
+func (m *moduleLoader) device(modalias string) {
+	<-m.ready
+	if m.aliases == nil {
+		return
+	}
+	m.mu.Lock()
+	if m.seen[modalias] {
+		m.mu.Unlock()
+		return
+	}
+	m.seen[modalias] = true
+	m.mu.Unlock()
+	for _, name := range m.aliases.match(modalias) {
+		j := m.byName[name]
+		if j == nil {
 			continue
 		}
-		wg.Add(1)
+		m.mu.Lock()
+		m.pending++
+		m.mu.Unlock()
 		go func() {
-			defer wg.Done()
-			defer close(j.done)
-			for _, d := range j.deps {
-				if dj := byPath[d]; dj != nil && !dj.deferred {
-					<-dj.done
-				}
+			m.ensure(j, true)
+			m.mu.Lock()
+			if m.pending--; m.pending == 0 {
+				m.idle.Broadcast()
 			}
-			sem <- struct{}{}
-			err := finitModule(filepath.Join(m.dir, j.path))
-			<-sem
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				n++
-				j.loaded = true
-			case errors.Is(err, unix.ENODEV):
-				// The module's init found nothing to drive (efivarfs without UEFI).
-				skipped++
-			default:
-				logf("modules", "%s: %v", j.path, err)
-				failed++
-			}
+			m.mu.Unlock()
 		}()
 	}
-	wg.Wait()
-	extra := ""
-	if len(deferred) > 0 {
-		extra = "; loaded when needed: " + strings.Join(deferred, " ")
+}
+
+// ensure loads j after its dependencies (those in parallel), once.
+func (m *moduleLoader) ensure(j *modJob, forDevice bool) {
+	j.once.Do(func() {
+		var wg sync.WaitGroup
+		for _, d := range j.deps {
+			if dj := m.byPath[d]; dj != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					m.ensure(dj, forDevice)
+				}()
+			}
+		}
+		wg.Wait()
+		m.sem <- struct{}{}
+		t := time.Now()
+		err := finitModule(filepath.Join(m.dir, j.path))
+		end := time.Now()
+		<-m.sem
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		j.tried = true
+		m.inKernel += end.Sub(t)
+		if end.After(m.last) {
+			m.last = end
+		}
+		switch {
+		case err == nil:
+			m.n++
+			j.loaded = true
+			if forDevice {
+				m.devices = append(m.devices, filepath.Base(j.path))
+			}
+			if m.reported && forDevice {
+				logf("modules", "for a new device: %s in %d ms", filepath.Base(j.path), end.Sub(t).Milliseconds())
+			}
+		case errors.Is(err, unix.ENODEV):
+			// The module's init found nothing to drive (efivarfs without UEFI).
+			m.skipped++
+		default:
+			logf("modules", "%s: %v", j.path, err)
+			m.failed++
+		}
+	})
+}
+
+// ensureName loads the module called name (and what it needs) unless deferred.
+func (m *moduleLoader) ensureName(name string) {
+	<-m.ready
+	if j := m.byName[name]; j != nil && !j.deferred {
+		m.ensure(j, false)
 	}
-	logf("modules", "loaded %d in %d ms (%d not needed here, %d failed%s)", n, time.Since(t0).Milliseconds(), skipped, failed, extra)
-	return nil
 }
 
 // ensureFS loads the deferred module of filesystem fstype and its deferred
-// dependencies, in list order, if it has not been loaded yet.
+// dependencies, if it has not been loaded yet.
 func (m *moduleLoader) ensureFS(fstype string) {
 	if err := m.wait(); err != nil {
 		return
@@ -221,7 +441,7 @@ func (m *moduleLoader) ensureFS(fstype string) {
 }
 
 // loadAll loads every deferred module (before the emergency shell: a person there may
-// want any filesystem).
+// want any filesystem). Drivers keep loading as devices appear.
 func (m *moduleLoader) loadAll() {
 	select {
 	case <-m.done:
@@ -232,17 +452,14 @@ func (m *moduleLoader) loadAll() {
 }
 
 func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	byPath := map[string]*modJob{}
-	for _, j := range m.jobs {
-		byPath[j.path] = j
-	}
+	m.deferMu.Lock()
+	defer m.deferMu.Unlock()
+	m.mu.Lock() // j.tried is written under it
 	todo := map[string]bool{}
 	var need func(p string)
 	need = func(p string) {
-		j := byPath[p]
-		if j == nil || !j.deferred || j.loaded || todo[p] {
+		j := m.byPath[p]
+		if j == nil || !j.deferred || j.tried || todo[p] {
 			return
 		}
 		todo[p] = true
@@ -251,25 +468,23 @@ func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) {
 		}
 	}
 	for _, j := range m.jobs {
-		if j.deferred && !j.loaded && want(j) {
+		if j.deferred && !j.tried && want(j) {
 			need(j.path)
 		}
 	}
+	m.mu.Unlock()
 	if len(todo) == 0 {
 		return
 	}
 	t0 := time.Now()
 	var names []string
 	for _, j := range m.jobs { // list order: dependencies first
-		if !todo[j.path] {
-			continue
+		if todo[j.path] {
+			m.ensure(j, false)
+			if j.loaded {
+				names = append(names, filepath.Base(j.path))
+			}
 		}
-		if err := finitModule(filepath.Join(m.dir, j.path)); err != nil && !errors.Is(err, unix.ENODEV) {
-			logf("modules", "%s: %v", j.path, err)
-			continue
-		}
-		j.loaded = true
-		names = append(names, filepath.Base(j.path))
 	}
 	logf("modules", "for %s: %s in %d ms", why, strings.Join(names, " "), time.Since(t0).Milliseconds())
 }

@@ -3,25 +3,105 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/piboot/piboot/initrd"
 	"github.com/piboot/piboot/internal/testutil"
 )
 
-// BenchmarkBoot boots a fresh 32 GiB card twice (run with -benchtime=1x) and reports
-// the "switch_root … after N ms" figures of both boots and, separately, how much of each
-// was module loading.
+// bootFigures are what piboot-init's console says about one boot (milliseconds).
+type bootFigures struct {
+	switchRoot int // "switch_root: … after N ms": since PID 1 started
+	modules    int // "modules: loaded K in N ms": first module load to last module in
+	finit      int // of which inside finit_module (summed over threads)
+	loaded     int // modules loaded (K)
+	disk       int // "disk: … after N ms": disk discovery
+	repart     int
+	mounts     int
+	uptime     int // when the kernel started PID 1
+	user, sys  int // piboot-init's CPU time (module loading is system time)
+}
+
+var figureREs = map[string]*regexp.Regexp{
+	"switch":  regexp.MustCompile(`(?m)^piboot-init: switch_root: \S+ after (\d+) ms$`),
+	"modules": regexp.MustCompile(`(?m)^piboot-init: modules: loaded (\d+) in (\d+) ms \(.*?(\d+) ms in finit_module`),
+	"disk":    regexp.MustCompile(`(?m)^piboot-init: disk: \S+ \(.*\) after (\d+) ms`),
+	"time":    regexp.MustCompile(`(?m)^piboot-init: time: started at (\d+) ms of uptime; disk \d+ ms, repart (\d+) ms, waiting for modules \d+ ms, mounts (\d+) ms.*; cpu (\d+) ms user, (\d+) ms system$`),
+}
+
+func parseFigures(tb testing.TB, log string) bootFigures {
+	tb.Helper()
+	get := func(name string) []int {
+		m := figureREs[name].FindStringSubmatch(log)
+		if m == nil {
+			tb.Fatalf("no %s figures (/%s/) in the console log:\n%s", name, figureREs[name], log)
+		}
+		var out []int
+		for _, s := range m[1:] {
+			n, _ := strconv.Atoi(s)
+			out = append(out, n)
+		}
+		return out
+	}
+	var f bootFigures
+	f.switchRoot = get("switch")[0]
+	m := get("modules")
+	f.loaded, f.modules, f.finit = m[0], m[1], m[2]
+	f.disk = get("disk")[0]
+	t := get("time")
+	f.uptime, f.repart, f.mounts, f.user, f.sys = t[0], t[1], t[2], t[3], t[4]
+	return f
+}
+
+// BenchmarkBoot boots a fresh 32 GiB card twice (run with -benchtime=1x) and reports,
+// for each boot, the "switch_root … after N ms" figure, module loading, switch_root
+// less module loading, disk discovery and piboot-init's CPU time. PIBOOT_E2E_TIMELINE=1
+// logs both timed consoles; PIBOOT_BENCH_APPEND adds to the kernel command line (e.g.
+// "GODEBUG=inittrace=1" or "loglevel=7" to see the kernel's own steps).
 func BenchmarkBoot(b *testing.B) {
 	a := Build(b)
+	extra := os.Getenv("PIBOOT_BENCH_APPEND")
 	for i := 0; i < b.N; i++ {
-		first, second, m1, m2 := firstAndSecondBoot(b, a, false)
-		b.ReportMetric(float64(first), "first-switch_root-ms")
-		b.ReportMetric(float64(second), "second-switch_root-ms")
-		b.ReportMetric(float64(m1), "first-modules-ms")
-		b.ReportMetric(float64(m2), "second-modules-ms")
-		b.ReportMetric(float64(first-m1), "first-without-modules-ms")
-		b.ReportMetric(float64(second-m2), "second-without-modules-ms")
+		card := filepath.Join(b.TempDir(), "card.img")
+		MakeCard(b, card, CardSpec{Size: 32 * gib}, a.Demo)
+		for n, name := range []string{"first", "second"} {
+			vm := boot(b, a, extra, card)
+			vm.WaitFor(demoRE("/dev/mmcblk0p4", n+1), bootWait)
+			vm.Wait(bootWait)
+			if os.Getenv("PIBOOT_E2E_TIMELINE") != "" {
+				b.Logf("%s boot:\n%s", name, vm.TimedLog())
+			}
+			f := parseFigures(b, vm.Log())
+			b.ReportMetric(float64(f.switchRoot), name+"-switch_root-ms")
+			b.ReportMetric(float64(f.modules), name+"-modules-ms")
+			b.ReportMetric(float64(f.switchRoot-f.modules), name+"-without-modules-ms")
+			b.ReportMetric(float64(f.finit), name+"-finit_module-ms")
+			b.ReportMetric(float64(f.loaded), name+"-modules-loaded")
+			b.ReportMetric(float64(f.disk), name+"-disk-ms")
+			b.ReportMetric(float64(f.repart), name+"-repart-ms")
+			b.ReportMetric(float64(f.mounts), name+"-mounts-ms")
+			b.ReportMetric(float64(f.user), name+"-cpu-user-ms")
+			b.ReportMetric(float64(f.sys), name+"-cpu-system-ms")
+			b.ReportMetric(float64(f.uptime), name+"-kernel-ms")
+		}
+	}
+}
+
+// TestParseFigures keeps the benchmark's console parsing in step with piboot-init's lines.
+func TestParseFigures(t *testing.T) {
+	log := strings.Join([]string{
+		"piboot-init: disk: /dev/mmcblk0 (piboot.disk=mmcblk0) after 3698 ms, 34359738368 bytes",
+		"piboot-init: modules: loaded 16 in 3962 ms (for devices: cqhci.ko sdhci.ko sdhci-pci.ko in 900 ms; 24 for hardware not here; 2710 ms in finit_module; 1 not needed here, 0 failed; loaded when needed: xfs.ko)",
+		"piboot-init: time: started at 8263 ms of uptime; disk 3698 ms, repart 92 ms, waiting for modules 74 ms, mounts 158 ms, modules 3962 ms (2710 ms in finit_module); cpu 1374 ms user, 5515 ms system",
+		"piboot-init: switch_root: /nix/store/bin/piboot-demo after 4502 ms",
+	}, "\n") + "\n"
+	f := parseFigures(t, log)
+	want := bootFigures{switchRoot: 4502, modules: 3962, finit: 2710, loaded: 16, disk: 3698, repart: 92, mounts: 158, uptime: 8263, user: 1374, sys: 5515}
+	if f != want {
+		t.Fatalf("parseFigures = %+v, want %+v", f, want)
 	}
 }
 
