@@ -1,7 +1,8 @@
 // Package initrd assembles piboot's initramfs: piboot-init as /init, the u-root
 // emergency shell and core commands as one busybox, kernel modules with their
-// dependencies (resolved from each module's .modinfo) and the list piboot-init loads them
-// from, and the first-boot repart.d definitions. The cpio is reproducible (sorted paths,
+// dependencies (resolved from each module's .modinfo), the list piboot-init loads them
+// from and their modules.alias (so drivers load only for devices present), and the
+// first-boot repart.d definitions. The cpio is reproducible (sorted paths,
 // uid/gid 0, mtime 0) and zstd-compressed.
 package initrd
 

@@ -1,5 +1,7 @@
 // Command piboot-init is PID 1 of piboot's initramfs. It mounts the kernel filesystems,
-// loads the modules shipped in the initramfs, finds the boot disk (LoaderDevicePartUUID,
+// loads the drivers the hardware needs (device modaliases matched against the
+// initramfs's modules.alias, at start and from uevents as devices appear) and the
+// filesystem modules it mounts, finds the boot disk (LoaderDevicePartUUID,
 // then piboot.disk= candidates, then any disk with the store's label), runs repart with
 // /etc/repart.d (creating and formatting the root partition on first boot), mounts root,
 // store and ESP by partition label and switches root into init=.
