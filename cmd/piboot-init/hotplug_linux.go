@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/piboot/piboot/mount"
 )
@@ -62,7 +63,10 @@ func (h *hotplug) run() {
 			}
 			continue
 		case err != nil:
-			logf("start", "uevents: %v; polling for disks from now on", err)
+			logf("start", "uevents: %v; polling for devices from now on", err)
+			if f != nil {
+				pollModaliases(f)
+			}
 			return
 		}
 		if e.Subsystem == "block" {
@@ -78,5 +82,19 @@ func (h *hotplug) signalBlock() {
 	select {
 	case h.block <- struct{}{}:
 	default:
+	}
+}
+
+// pollModaliases stands in for uevents the kernel cannot deliver: it looks at sysfs's
+// unbound devices every 100 ms for a minute (a device behind a driver that probes late,
+// a USB stick behind xHCI, must still get its driver).
+func pollModaliases(f func(string)) {
+	for i := 0; i < 600; i++ {
+		if aliases, err := mount.Modaliases("/sys"); err == nil {
+			for _, a := range aliases {
+				f(a)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -233,6 +233,8 @@ func (m *moduleLoader) load(ev *hotplug) error {
 	// Drivers first: for the devices there now, and (from the uevents) those that appear.
 	if ev != nil && m.aliases != nil {
 		ev.onModalias(func(a string) { m.device(a) })
+	} else if m.aliases != nil {
+		go pollModaliases(m.device)
 	}
 	m.coldplug()
 	m.mu.Lock()
