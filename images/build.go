@@ -279,7 +279,7 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 			if err != nil {
 				return nil, err
 			}
-			root, err := newMemFS(files, mtime)
+			root, err := espFS(files)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", d.Where("CopyFiles"), err)
 			}
@@ -679,4 +679,20 @@ func WriteSums(dir string) (string, error) {
 	return p, writeAtomic(p, []byte(b.String()))
 }
 
-var _ fs.FS = (*memFS)(nil)
+// espFS assembles the ESP's files (slash paths) into the fs.FS vfat.Format reads. Paths go in
+// sorted, so a conflict (a path that is both a file and a directory, an invalid path) is
+// reported the same way on every run. Timestamps come from vfat.Options.Time.
+func espFS(files map[string][]byte) (fs.FS, error) {
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	o := vfat.NewOverlay()
+	for _, p := range paths {
+		if err := o.AddFile(p, files[p]); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}

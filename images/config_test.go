@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
@@ -139,7 +138,7 @@ func TestLoadDefinitions(t *testing.T) {
 		{"bad size", "[Partition]\nType=esp\n\nSizeMinBytes=12Q\n", "10-a.conf:4: SizeMinBytes=12Q: invalid size"},
 		{"min>max", "[Partition]\nType=esp\nSizeMinBytes=2M\nSizeMaxBytes=1M\n", "10-a.conf:3: SizeMinBytes= larger than SizeMaxBytes="},
 		{"bad type", "[Partition]\nType=floppy\n", "10-a.conf:2: Type=floppy"},
-		{"no type", "[Partition]\nLabel=x\n", "10-a.conf: Type= not defined"},
+		{"no type", "[Partition]\nLabel=x\n", "10-a.conf:1: Type= not defined"},
 		{"format", "[Partition]\nType=esp\nFormat=xfs\n", "10-a.conf:3: Format=xfs: the image builder writes vfat and squashfs"},
 		{"long label", "[Partition]\nType=esp\nLabel=" + strings.Repeat("x", 37) + "\n", "10-a.conf:3: Label=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: label is 37"},
 		{"label spec", "[Partition]\nType=esp\nLabel=a%Z\n", "10-a.conf:3: Label=a%Z: specifier %Z is not supported"},
@@ -213,18 +212,18 @@ func TestSeedGUIDs(t *testing.T) {
 	}
 }
 
-func TestMemFS(t *testing.T) {
-	m, err := newMemFS(map[string][]byte{"EFI/BOOT/BOOTAA64.EFI": []byte("x"), "loader/loader.conf": []byte("timeout 0\n"), "config.txt": nil}, time.Unix(1e9, 0))
+func TestESPFS(t *testing.T) {
+	m, err := espFS(map[string][]byte{"EFI/BOOT/BOOTAA64.EFI": []byte("x"), "loader/loader.conf": []byte("timeout 0\n"), "config.txt": nil})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := fstest.TestFS(m, "EFI/BOOT/BOOTAA64.EFI", "loader/loader.conf", "config.txt"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newMemFS(map[string][]byte{"a": nil, "a/b": nil}, time.Time{}); err == nil {
+	if _, err := espFS(map[string][]byte{"a": nil, "a/b": nil}); err == nil {
 		t.Error("file and directory with one name accepted")
 	}
-	if _, err := newMemFS(map[string][]byte{"../a": nil}, time.Time{}); err == nil {
+	if _, err := espFS(map[string][]byte{"../a": nil}); err == nil {
 		t.Error("invalid path accepted")
 	}
 }
