@@ -5,6 +5,8 @@ package mkfs
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/piboot/piboot/mkfs/ext4"
@@ -18,15 +20,27 @@ import (
 func ForRepart(w io.WriterAt, size int64, req repart.FormatRequest) error {
 	format, ok := formats[req.Format]
 	if !ok {
-		return fmt.Errorf("partition %s: Format=%s is not supported (supported: ext4, vfat)", req.Name, req.Format)
+		return fmt.Errorf("%s: Format=%s is not supported (supported: %s)", req.Name, req.Format, supported())
 	}
 	if format == nil {
-		return fmt.Errorf("partition %s: Format=%s is not supported yet", req.Name, req.Format)
+		return fmt.Errorf("%s: Format=%s is not supported yet", req.Name, req.Format)
 	}
 	if err := format(w, size, req); err != nil {
-		return fmt.Errorf("partition %s: Format=%s: %w", req.Name, req.Format, err)
+		return fmt.Errorf("%s: Format=%s: %w", req.Name, req.Format, err)
 	}
 	return nil
+}
+
+// supported lists the formats with a writer, for messages.
+func supported() string {
+	var l []string
+	for name, f := range formats {
+		if f != nil {
+			l = append(l, name)
+		}
+	}
+	sort.Strings(l)
+	return strings.Join(l, ", ")
 }
 
 // formats maps a repart.d Format= value to its writer; a new filesystem is one entry here,
