@@ -26,8 +26,10 @@ for t in systemd-repart sgdisk losetup; do
 done
 [ "$(id -u)" = 0 ] || { echo "bench/repart.sh: needs root for loop devices"; exit 1; }
 
-go build -o "$work/piboot" ./cmd/piboot
-go build -o "$work/repartrun" ./bench/repartrun
+# Built as the image ships it (Makefile's GOTARGET): static, stripped.
+build() { CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-buildid= -s -w' "$@"; }
+build -o "$work/piboot" ./cmd/piboot
+build -o "$work/repartrun" ./bench/repartrun
 seed=c0ffee00-1234-4abc-8def-0123456789ab
 
 # The flashed image: GPT by sgdisk, some content in the ESP and the store.
