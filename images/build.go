@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/piboot/piboot/internal/iszero"
 	"io"
 	"io/fs"
 	"os"
@@ -540,7 +541,7 @@ func copySparse(dst string, src io.ReaderAt, off, size int64, t *task) error {
 			f.Close()
 			return err
 		}
-		if !allZero(buf[:n]) {
+		if !iszero.Bytes(buf[:n]) {
 			if _, err := f.WriteAt(buf[:n], pos); err != nil {
 				f.Close()
 				return err
@@ -554,21 +555,6 @@ func copySparse(dst string, src io.ReaderAt, off, size int64, t *task) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // compressFile writes src compressed with zstd to dst, on all cores. The output does not

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"github.com/piboot/piboot/internal/iszero"
 	"io"
 	"io/fs"
 	"path"
@@ -170,7 +171,7 @@ func identify(r io.ReaderAt, size int64) (fs, detail string) {
 	}
 	// Nothing recognised: empty if the first MiB (or all of a small partition) is zeros.
 	z := make([]byte, min(size, 1<<20))
-	if n, _ := r.ReadAt(z, 0); n == len(z) && allZero(z) {
+	if n, _ := r.ReadAt(z, 0); n == len(z) && iszero.Bytes(z) {
 		return "empty", ""
 	}
 	return "unknown", ""

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/piboot/piboot/internal/iszero"
 	"io"
 	"io/fs"
 	"math/rand/v2"
@@ -616,7 +617,7 @@ func TestHugeSparseFile(t *testing.T) {
 	hole := make([]byte, 1<<20)
 	_, err = f.ReadAt(hole, 3<<30)
 	must(t, err)
-	if !allZero(hole) {
+	if !iszero.Bytes(hole) {
 		t.Error("a hole reads as non-zero")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"github.com/piboot/piboot/internal/iszero"
 	"io"
 	"math"
 	"runtime"
@@ -451,7 +452,7 @@ func (wr *writer) readFile(f *inode, pool *bufPool, submit func(*job), frag *[]b
 			return wr.readErr(f, err)
 		}
 		j := &job{raw: buf, ino: f, idx: int(k)}
-		if allZero(buf) {
+		if iszero.Bytes(buf) {
 			j.sparse = true
 			f.sparse += uint64(n)
 		}
@@ -506,21 +507,6 @@ func (p *bufPool) put(b []byte) {
 	case p.free <- b[:0]:
 	default:
 	}
-}
-
-func allZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 var zeroPage [4096]byte

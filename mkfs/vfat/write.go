@@ -3,6 +3,7 @@ package vfat
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/piboot/piboot/internal/iszero"
 	"io"
 	"io/fs"
 )
@@ -52,7 +53,7 @@ func (t *target) writeSparse(p []byte, off int64) error {
 	const chunk = 4096
 	for len(p) > 0 {
 		k := min(len(p), chunk)
-		if !allZero(p[:k]) {
+		if !iszero.Bytes(p[:k]) {
 			if err := t.writeAt(p[:k], off); err != nil {
 				return err
 			}
@@ -60,15 +61,6 @@ func (t *target) writeSparse(p []byte, off int64) error {
 		p, off = p[k:], off+int64(k)
 	}
 	return nil
-}
-
-func allZero(p []byte) bool {
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // write puts the planned filesystem onto t. Sector 0 is cleared first and written last, so
