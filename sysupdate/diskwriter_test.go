@@ -25,7 +25,7 @@ func TestUpdateToLoopDevice(t *testing.T) {
 		t.Fatalf("losetup: %v", err)
 	}
 	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	t.Cleanup(func() { testutil.DetachLoop(dev, f.img) })
 
 	// The device's bytes under the slot are not zero: the tail must replace, not pad.
 	p := f.part(3)

@@ -212,7 +212,7 @@ func TestRepartReadOnlyDevice(t *testing.T) {
 		t.Fatalf("losetup -r: %v", err)
 	}
 	dev := strings.TrimSpace(string(b))
-	defer exec.Command("losetup", "-d", dev).Run()
+	defer testutil.DetachLoop(dev, img)
 	common := []string{"--definitions", defs, "--seed", optSeed, "--architecture", "arm64", "--machine-id", ""}
 	rc, out := capture(t, func() int { return runRepart(append(common, dev)) })
 	if rc != 1 || !strings.Contains(out, dev+" is read-only") || strings.Contains(out, "create") {

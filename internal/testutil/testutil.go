@@ -81,3 +81,26 @@ func SystemdBoot(t testing.TB, arch string) (bootEFI, stub string) {
 	}
 	return bootEFI, stub
 }
+
+// DetachLoop detaches loop device dev if it is still backed by file. Tests that detach a
+// device early and again in a cleanup must use it for the cleanup: packages run in
+// parallel, and between the two detaches another test may have attached the same
+// /dev/loopN to its own file (seen in CI: a gpt test read EOF from a device detached
+// under it).
+func DetachLoop(dev, file string) {
+	b, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil {
+		return // detached already
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return
+	}
+	got := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+	if got != abs {
+		if r, err := filepath.EvalSymlinks(abs); err != nil || r != got {
+			return
+		}
+	}
+	exec.Command("losetup", "-d", dev).Run()
+}

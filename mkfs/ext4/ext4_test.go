@@ -148,7 +148,7 @@ func TestLikeMkfsExt4(t *testing.T) {
 func loop(t *testing.T, path string, args ...string) string {
 	t.Helper()
 	dev := strings.TrimSpace(run(t, "losetup", append(append([]string{"-f", "--show"}, args...), path)...))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	t.Cleanup(func() { testutil.DetachLoop(dev, path) })
 	return dev
 }
 

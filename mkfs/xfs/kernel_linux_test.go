@@ -42,7 +42,7 @@ func loop(t *testing.T, path string, sectSize int, offset int64) string {
 		t.Fatalf("losetup %s: %v\n%s", path, err, out)
 	}
 	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	t.Cleanup(func() { testutil.DetachLoop(dev, path) })
 	return dev
 }
 
