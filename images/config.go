@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -283,17 +282,26 @@ func (c *Config) defaults() {
 	}
 }
 
-// Versions and ids become file names, GPT labels and sysupdate @v values.
-var (
-	versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.,_+-]*$`)
-	idRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
-)
+// validName reports whether s starts with a letter or digit and continues with letters,
+// digits and the bytes of extra. Versions and ids become file names, GPT labels and
+// sysupdate @v values; plain code rather than package-level regexps keeps them off every
+// piboot command's start-up.
+func validName(s, extra string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || strings.IndexByte(extra, c) < 0) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func (c *Config) checkImage(where string) error {
 	switch {
-	case c.ID != "" && !idRE.MatchString(c.ID):
+	case c.ID != "" && !validName(c.ID, "._-"):
 		return fmt.Errorf("%s: Id=%s: only letters, digits, '.', '_' and '-' are allowed", where, c.ID)
-	case c.Version != "" && !versionRE.MatchString(c.Version):
+	case c.Version != "" && !validName(c.Version, ".,_+-"):
 		return fmt.Errorf("%s: Version=%s: a sysupdate version is letters, digits and .,_+-", where, c.Version)
 	case c.Version != "" && strings.Contains(c.Version, "_"):
 		// <id>_<version> names are split at the first '_' by sysupdate patterns.

@@ -145,7 +145,16 @@ func (rep *Report) readUKI(esp *vfat.FS, p string) error {
 	return nil
 }
 
-var squashComp = map[uint16]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
+// squashComp names squashfs compressor ids; an array, not a map, so it costs no init.
+var squashComp = [...]string{1: "gzip", 2: "lzma", 3: "lzo", 4: "xz", 5: "lz4", 6: "zstd"}
+
+// compName names a squashfs compressor id; a hostile superblock may hold any number.
+func compName(id uint16) string {
+	if int(id) < len(squashComp) && squashComp[id] != "" {
+		return squashComp[id]
+	}
+	return fmt.Sprintf("compressor %d", id)
+}
 
 // identify names the filesystem at the start of r by its magic numbers.
 func identify(r io.ReaderAt, size int64) (fs, detail string) {
@@ -156,7 +165,7 @@ func identify(r io.ReaderAt, size int64) (fs, detail string) {
 	case len(b) >= 96 && string(b[0:4]) == "hsqs":
 		used := binary.LittleEndian.Uint64(b[40:])
 		return "squashfs", fmt.Sprintf("%d.%d, %s, %s used", binary.LittleEndian.Uint16(b[28:]), binary.LittleEndian.Uint16(b[30:]),
-			squashComp[binary.LittleEndian.Uint16(b[20:])], human(int64(used)))
+			compName(binary.LittleEndian.Uint16(b[20:])), human(int64(used)))
 	case len(b) >= 512 && b[510] == 0x55 && b[511] == 0xaa && (bytes.HasPrefix(b[82:], []byte("FAT32")) || bytes.HasPrefix(b[54:], []byte("FAT1"))):
 		label := strings.TrimSpace(string(b[71:82]))
 		kind := "FAT32"
