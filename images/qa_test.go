@@ -16,7 +16,7 @@ func TestVersionsAndIDs(t *testing.T) {
 		{"Version", "2026-11-26", ""},
 		{"Version", "1.0+git.3-rc1", ""},
 		{"Version", "1,2", ""},
-		{"Version", "1_2", "must not contain '_'"},
+		{"Version", "1_2", "Version=1_2: must not contain '_'"},
 		{"Version", "1~rc1", "Version=1~rc1: a sysupdate version"},
 		{"Version", "-1", "Version=-1: a sysupdate version"},
 		{"Version", ".1", "Version=.1"},
