@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
@@ -40,6 +41,9 @@ type Definition struct {
 	line             map[string]int // key → line, for errors found after parsing
 }
 
+// defaultMinSize is the size systemd-repart gives a partition without SizeMinBytes=.
+const defaultMinSize = 10 << 20
+
 // CopyFile is one CopyFiles=SOURCE[:TARGET] pair: SOURCE in the image's virtual source tree
 // (/boot is the ESP content, the store's mount point the store tree), TARGET in the partition.
 type CopyFile struct{ Source, Target string }
@@ -65,6 +69,8 @@ func LoadDefinitions(dir string, c *Config) ([]*Definition, error) {
 	sort.Strings(matches)
 	var defs []*Definition
 	labels := map[string]string{}
+	uuids := map[uuid.UUID]string{}
+	splits := map[string]string{}
 	for _, f := range matches {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -74,25 +80,68 @@ func LoadDefinitions(dir string, c *Config) ([]*Definition, error) {
 		if err != nil {
 			return nil, err
 		}
-		if other, dup := labels[d.Label]; dup && d.Label != "" {
+		if d.Label == "" {
+			d.Label = defaultLabel(d.Type, labels)
+		} else if other, dup := labels[d.Label]; dup {
 			return nil, fmt.Errorf("%s: Label=%s is already used by %s", d.Where("Label"), d.Label, other)
 		}
 		labels[d.Label] = f
+		if d.UUID != uuid.Nil {
+			// Two partitions with one PARTUUID: the boot loader's LoaderDevicePartUUID and
+			// root=PARTUUID= could name either.
+			if other, dup := uuids[d.UUID]; dup {
+				return nil, fmt.Errorf("%s: UUID=%s is already used by %s", d.Where("UUID"), d.UUID, other)
+			}
+			uuids[d.UUID] = f
+		}
+		if d.SplitName != "" && d.SplitName != "-" {
+			name := expandSplit(d.SplitName, d, len(defs)+1)
+			if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+				return nil, fmt.Errorf("%s: SplitName=%s gives %q, not a file name", d.Where("SplitName"), d.SplitName, name)
+			}
+			// %U is the partition's own UUID, unique by construction (and not known yet
+			// when derived from the seed).
+			if !strings.Contains(d.SplitName, "%U") {
+				if other, dup := splits[name]; dup {
+					return nil, fmt.Errorf("%s: SplitName=%s: %s.%s.raw is already the split file of %s (a default SplitName= is %%t, the type name; SplitName=- writes none)",
+						d.Where("SplitName"), d.SplitName, c.BaseName(), name, other)
+				}
+				splits[name] = f
+			}
+		}
 		defs = append(defs, d)
 	}
 	return defs, nil
 }
 
+// defaultLabel is systemd-repart's label for a partition without Label=: the type's name
+// ("linux" for a type systemd has no name for), with -2, -3, ... after a label already taken.
+func defaultLabel(typ uuid.UUID, taken map[string]string) string {
+	prefix := "linux"
+	if t, ok := gpt.TypeByGUID(typ); ok {
+		prefix = t.Name
+	}
+	label := prefix
+	for k := 2; ; k++ {
+		if _, dup := taken[label]; !dup {
+			return label
+		}
+		label = fmt.Sprintf("%s-%d", prefix, k)
+	}
+}
+
 // parseDefinition parses one build-time definition with repart's parser (systemd 252's
 // keys and meanings), after the additions of newer systemd that image definitions such as
-// the seed's use: %A and %M (image version and id) in values; Minimize=, which changes
-// nothing here because every partition is sized to its content or its SizeMinBytes anyway;
+// the seed's use: %A and %M (image version and id) in values; Minimize=best|guess, which lets
+// a formatted partition without SizeMinBytes= be as small as its content (otherwise it gets
+// systemd-repart's default minimum, 10 MiB);
 // and Compression= / CompressionLevel= (systemd 256) for the squashfs store.
 func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 	lines := strings.Split(string(data), "\n")
 	keyLine := map[string]int{}
 	var comp [2]string // Compression= value and where
 	level := 0
+	minimize := false
 	for i, l := range lines {
 		t := strings.TrimSpace(l)
 		k, v, ok := strings.Cut(t, "=")
@@ -104,7 +153,10 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 		where := fmt.Sprintf("%s:%d", file, i+1)
 		if k == "Minimize" {
 			switch strings.TrimSpace(v) {
-			case "off", "no", "false", "0", "best", "guess":
+			case "off", "no", "false", "0":
+				minimize = false
+			case "best", "guess":
+				minimize = true
 			default:
 				return nil, fmt.Errorf("%s: Minimize=%s: want off, best or guess", where, strings.TrimSpace(v))
 			}
@@ -125,21 +177,38 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 			lines[i] = "# " + l
 			continue
 		}
-		lines[i] = k + "=" + expandImage(v, c)
+		e := expandImage(v, c)
+		if k == "Label" && e != v {
+			if n := len(utf16.Encode([]rune(strings.TrimSpace(e)))); n > 36 {
+				return nil, fmt.Errorf("%s: Label=%s is %q, %d characters: longer than the 36 a GPT label holds; shorten [Image] Version=%s or Id=%s (%s)",
+					where, strings.TrimSpace(v), strings.TrimSpace(e), n, c.Version, c.ID, c.File)
+			}
+		}
+		lines[i] = k + "=" + e
 	}
 	rd, err := repart.Parse(file, []byte(strings.Join(lines, "\n")), GPTArch(c.Architecture))
 	if err != nil {
 		return nil, err
 	}
+	// TypeName is %t of SplitName=: systemd's name of the type, e.g. root-arm64 for Type=root,
+	// or the GUID.
 	d := &Definition{File: file, Name: strings.TrimSuffix(filepath.Base(file), ".conf"), line: keyLine,
-		Type: rd.Type, TypeName: rd.TypeName, Label: rd.Label, UUID: rd.UUID, Format: rd.Format,
+		Type: rd.Type, TypeName: gpt.TypeName(rd.Type), Label: rd.Label, UUID: rd.UUID, Format: rd.Format,
 		ReadOnly: rd.ReadOnly == repart.Yes, NoAuto: rd.NoAuto == repart.Yes, GrowFS: rd.GrowFileSystem == repart.Yes,
 		Flags: rd.Flags, SplitName: rd.SplitName}
-	if rd.SizeMin != repart.Unset {
-		d.MinSize = int64(rd.SizeMin)
-	}
 	if rd.SizeMax != repart.Unset {
 		d.MaxSize = int64(rd.SizeMax)
+	}
+	switch {
+	case rd.SizeMin != repart.Unset:
+		d.MinSize = int64(rd.SizeMin)
+	case !minimize || d.Format == "":
+		// systemd-repart's DEFAULT_MIN_SIZE; only Minimize= shrinks a partition below it to
+		// its content. A smaller SizeMaxBytes= wins here (252 would raise the maximum).
+		d.MinSize = defaultMinSize
+		if d.MaxSize > 0 && d.MaxSize < d.MinSize {
+			d.MinSize = d.MaxSize
+		}
 	}
 	if n := len([]rune(d.Label)); n > 36 {
 		return nil, fmt.Errorf("%s: Label=%s: longer than the 36 characters GPT holds", d.Where("Label"), d.Label)
@@ -147,6 +216,10 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 	switch {
 	case rd.CopyBlocks != "":
 		return nil, fmt.Errorf("%s: CopyBlocks= is not supported by the image builder (use CopyFiles=)", d.Where("CopyBlocks"))
+	case rd.PaddingMin != repart.Unset && rd.PaddingMin > 0:
+		// systemd-repart --size=auto leaves the padding after the partition; an image laid out
+		// without it would not be the image the definitions describe.
+		return nil, fmt.Errorf("%s: PaddingMinBytes= is not supported by the image builder (partitions follow each other on 1 MiB boundaries)", d.Where("PaddingMinBytes"))
 	case len(rd.MakeDirectories) > 0:
 		return nil, fmt.Errorf("%s: MakeDirectories= is not supported by the image builder", d.Where("MakeDirectories"))
 	case d.Format != "" && d.Format != "vfat" && d.Format != "squashfs":
@@ -166,9 +239,6 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 			return nil, fmt.Errorf("%s: CopyFiles=%s:%s: source and target must be absolute", d.Where("CopyFiles"), cf.Source, cf.Target)
 		}
 		d.CopyFiles = append(d.CopyFiles, CopyFile{path.Clean(cf.Source), path.Clean(cf.Target)})
-	}
-	if d.Label == "" {
-		d.Label = d.TypeName
 	}
 	if d.ReadOnly {
 		d.Flags |= gpt.AttrReadOnly

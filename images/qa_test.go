@@ -1,8 +1,17 @@
 package images
 
 import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/testutil"
 )
 
 // TestVersionsAndIDs pins which version and id strings an image.conf accepts: they become
@@ -39,5 +48,301 @@ func TestVersionsAndIDs(t *testing.T) {
 		case c.want != "" && (err == nil || !strings.Contains(err.Error(), "image.conf:3: "+c.want)):
 			t.Errorf("%s=%s: err = %v, want %q", c.key, c.val, err, c.want)
 		}
+	}
+}
+
+// qaImage is a small image.conf for QA builds: a fake kernel (a PE header and a version
+// banner) keeps the UKI, the ESP and so each build small and fast.
+type qaImage struct {
+	dir   string // image.conf, kernel, initrd, store/, d/ (the definitions)
+	arch  string
+	store string
+}
+
+// The seed's ESP and store, small; qaDefs adds what a case needs.
+const (
+	qaESP   = "[Partition]\nType=esp\nFormat=vfat\nLabel=boot\nSizeMinBytes=4M\nSplitName=-\nCopyFiles=/boot:/\n"
+	qaStore = "[Partition]\nType=linux-generic\nFormat=squashfs\nLabel=nix-store_%A\nSizeMinBytes=2M\nSizeMaxBytes=2M\nReadOnly=yes\nSplitName=nix-store\nCopyFiles=/nix/store:/\n"
+)
+
+func newQAImage(t *testing.T, arch string, defs map[string]string) *qaImage {
+	t.Helper()
+	boot, stub := testutil.SystemdBoot(t, arch)
+	q := &qaImage{dir: t.TempDir(), arch: arch}
+	q.store = filepath.Join(q.dir, "store")
+	kernel := append(append([]byte("MZ"), make([]byte, 4094)...), "Linux version 6.1.0-qa (qa@host) #1\n"...)
+	files := map[string]string{
+		"vmlinuz": string(kernel), "initrd": "initrd", "store/bin/init": "#!/bin/sh\n",
+		"image.conf": "[Image]\nId=qa\nVersion=v1\nArchitecture=" + arch + "\n[Kernel]\nLinux=vmlinuz\nInitrd=initrd\nStub=" + stub +
+			"\nCommandLine=console=ttyS0\n[Boot]\nSystemdBoot=" + boot + "\n[Store]\nTree=store\nInit=/nix/store/bin/init\n[Partitions]\nDefinitions=d\n",
+	}
+	for n, s := range defs {
+		files["d/"+n] = s
+	}
+	for n, s := range files {
+		p := filepath.Join(q.dir, n)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return q
+}
+
+func (q *qaImage) build(t *testing.T, out string, ov ...Override) (*Outputs, error) {
+	t.Helper()
+	c, err := LoadConfig(filepath.Join(q.dir, "image.conf"), ov)
+	if err != nil {
+		return nil, err
+	}
+	return Build(c, Options{OutDir: out, ZstdLevel: zstd.SpeedFastest})
+}
+
+// sfdiskPart is what sfdisk --json reports of a partition.
+type sfdiskPart struct {
+	Start, Size uint64
+	Type, UUID  string
+	Name, Attrs string
+}
+
+func sfdiskJSON(t *testing.T, img string) []sfdiskPart {
+	t.Helper()
+	var v struct {
+		PartitionTable struct{ Partitions []sfdiskPart }
+	}
+	if err := json.Unmarshal([]byte(run(t, "sfdisk", "--json", img)), &v); err != nil {
+		t.Fatal(err)
+	}
+	return v.PartitionTable.Partitions
+}
+
+// checkImage runs the real tools over a built image: sgdisk -v, fsck.vfat -n on the ESP,
+// unsquashfs -s on the store, and Inspect; it returns sfdisk's view of the table.
+func checkImage(t *testing.T, out *Outputs) []sfdiskPart {
+	t.Helper()
+	if v := run(t, "sgdisk", "-v", out.Image); !strings.Contains(v, "No problems found") {
+		t.Errorf("sgdisk -v %s:\n%s", out.Image, v)
+	}
+	parts := sfdiskJSON(t, out.Image)
+	f, err := os.Open(out.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rep, err := Inspect(f, out.Size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) > 0 || len(rep.Partitions) != len(out.Partitions) || len(parts) != len(out.Partitions) || len(rep.UKIs) != 1 {
+		t.Errorf("inspect: %+v; sfdisk: %+v", rep, parts)
+	}
+	for i, p := range out.Partitions {
+		switch {
+		case p.Label == out.StoreLabel:
+			run(t, "unsquashfs", "-s", extract(t, out.Image, p))
+		case p.Type == gpt.TypeESP && rep.Partitions[i].Filesystem == "vfat":
+			run(t, "fsck.vfat", "-n", extract(t, out.Image, p))
+		}
+	}
+	return parts
+}
+
+// TestLayoutsAgainstRepart252 builds images whose definitions go beyond the seed's three —
+// types systemd names and ones it does not, default and duplicate labels, sizes off the
+// 4 KiB grain, flags, explicit UUIDs, Weight=/Priority= — and compares every partition's
+// label, type, size, attributes and explicit UUID with what systemd-repart 252 makes of the
+// same definitions (--size=auto; the ESP and store without Format=/CopyFiles=, which 252
+// cannot fill without a mount). Offsets differ by design: the builder starts partitions on
+// 1 MiB boundaries.
+func TestLayoutsAgainstRepart252(t *testing.T) {
+	testutil.Need(t, "systemd-repart", "sfdisk", "sgdisk", "fsck.vfat", "unsquashfs")
+	cases := [][]string{
+		{
+			"[Partition]\nType=21686148-6449-6e6f-744e-656564454649\nSizeMinBytes=1M\n",
+			"[Partition]\nType=linux-generic\n",
+			"[Partition]\nType=linux-generic\nSizeMinBytes=3M\nWeight=0\nPriority=5\n",
+			"[Partition]\nType=c12a7328-f81f-11d2-ba4b-00a0c93ec93b\nSizeMinBytes=1M\n",
+		},
+		{
+			"[Partition]\nType=root\nSizeMinBytes=5000001\nSizeMaxBytes=6000001\n",
+			"[Partition]\nType=usr-verity\nSizeMinBytes=1M\nReadOnly=yes\n",
+			"[Partition]\nType=swap\nLabel=swap-é\nSizeMinBytes=1M\nSizeMaxBytes=1M\nUUID=5d6b3c6e-8f62-4d1a-9a0b-0c1d2e3f4a5b\n",
+			"[Partition]\nType=xbootldr\nSizeMinBytes=4095\nNoAuto=yes\nGrowFileSystem=yes\n",
+		},
+		{
+			"[Partition]\nType=home\nFlags=0x1000000000000000\nSizeMinBytes=1M\n",
+			"[Partition]\nType=srv\nFlags=0x1000000000000000\nReadOnly=yes\nSizeMinBytes=1M\nSizeMaxBytes=20M\n",
+			"[Partition]\nType=var\nSizeMaxBytes=12M\nPaddingMaxBytes=1M\n",
+		},
+		{
+			"[Partition]\nType=linux-generic\nReadOnly=yes\nNoAuto=yes\nGrowFileSystem=yes\nSizeMinBytes=1M\n",
+			"[Partition]\nType=c12a7328-f81f-11d2-ba4b-00a0c93ec93b\nNoAuto=yes\nReadOnly=yes\nSizeMinBytes=1M\n",
+			"[Partition]\nType=swap\nGrowFileSystem=yes\nNoAuto=yes\nSizeMinBytes=1M\n",
+			"[Partition]\nType=xbootldr\nReadOnly=yes\nGrowFileSystem=yes\nNoAuto=yes\nSizeMinBytes=1M\n",
+		},
+	}
+	rnd := rand.New(rand.NewPCG(6, 252))
+	types := []string{"linux-generic", "xbootldr", "swap", "home", "srv", "var", "tmp", "root", "usr", "root-verity",
+		"21686148-6449-6e6f-744e-656564454649", "e6d6d379-f507-44c2-a23c-238f2a3df928"}
+	for range 3 {
+		var c []string
+		for j := range 1 + rnd.IntN(4) {
+			var b strings.Builder
+			fmt.Fprintf(&b, "[Partition]\nType=%s\n", types[rnd.IntN(len(types))])
+			if rnd.IntN(3) == 0 {
+				fmt.Fprintf(&b, "Label=part%d\n", j)
+			}
+			min := []int64{-1, 1 << 20, int64(rnd.IntN(3<<20) + 1)}[rnd.IntN(3)]
+			if min >= 0 {
+				fmt.Fprintf(&b, "SizeMinBytes=%d\n", min)
+			}
+			if rnd.IntN(2) == 0 {
+				fmt.Fprintf(&b, "SizeMaxBytes=%d\n", max(min, 10<<20)+int64(rnd.IntN(1<<20)))
+			}
+			for _, k := range []string{"ReadOnly", "NoAuto", "GrowFileSystem"} {
+				if v := rnd.IntN(4); v < 2 {
+					fmt.Fprintf(&b, "%s=%s\n", k, []string{"no", "yes"}[v])
+				}
+			}
+			if rnd.IntN(3) == 0 {
+				fmt.Fprintf(&b, "Weight=%d\nPriority=%d\n", rnd.IntN(2000), rnd.IntN(3))
+			}
+			c = append(c, b.String())
+		}
+		cases = append(cases, c)
+	}
+	for i, extra := range cases {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			defs := map[string]string{"10-esp.conf": qaESP, "20-store.conf": qaStore}
+			plain := map[string]string{
+				"10-esp.conf":   "[Partition]\nType=esp\nLabel=boot\nSizeMinBytes=4M\n",
+				"20-store.conf": "[Partition]\nType=linux-generic\nLabel=nix-store_v1\nSizeMinBytes=2M\nSizeMaxBytes=2M\nReadOnly=yes\n",
+			}
+			for j, s := range extra {
+				n := fmt.Sprintf("%02d-x.conf", 30+j)
+				defs[n], plain[n] = s+"SplitName=-\n", s
+			}
+			q := newQAImage(t, "amd64", defs)
+			out, err := q.build(t, filepath.Join(q.dir, "out"))
+			if err != nil {
+				t.Fatalf("%v\n%q", err, extra)
+			}
+			ours := checkImage(t, out)
+
+			sd := filepath.Join(q.dir, "sd")
+			os.Mkdir(sd, 0o755)
+			for n, s := range plain {
+				os.WriteFile(filepath.Join(sd, n), []byte(s), 0o644)
+			}
+			img := filepath.Join(q.dir, "252.raw")
+			run(t, "systemd-repart", "--empty=create", "--size=auto", "--dry-run=no", "--no-pager",
+				"--definitions="+sd, "--seed=0c1d2e3f-4a5b-4d6e-8f70-8192a3b4c5d6", img)
+			theirs := sfdiskJSON(t, img)
+			if len(ours) != len(theirs) {
+				t.Fatalf("%d partitions, 252 made %d", len(ours), len(theirs))
+			}
+			for j := range ours {
+				o, s := ours[j], theirs[j]
+				def := ""
+				if j >= 2 {
+					def = extra[j-2]
+				}
+				if o.Name != s.Name || o.Type != s.Type || o.Size != s.Size || !sameAttrs(o.Attrs, s.Attrs, def) ||
+					(strings.Contains(def, "UUID=") && o.UUID != s.UUID) {
+					t.Errorf("partition %d: ours %+v\n252: %+v\ndefinition:\n%s", j+1, o, s, def)
+				}
+			}
+		})
+	}
+}
+
+// sameAttrs compares sfdisk's attribute lists of the builder's and 252's partition. 252
+// applies ReadOnly=, NoAuto= and GrowFileSystem= only to the types whose specification
+// defines the flag (not linux-generic, swap's read-only, the ESP's...); the builder sets what the
+// definition asks for on every type, so that the seed's linux-generic store is read-only. The
+// builder's store and ESP (def "") differ from the Format=-less stand-ins 252 gets.
+func sameAttrs(ours, theirs, def string) bool {
+	if def == "" {
+		return true
+	}
+	set := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, a := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' || r == ':' }) {
+			if a != "GUID" {
+				m[a] = true
+			}
+		}
+		return m
+	}
+	o, th := set(ours), set(theirs)
+	asked := map[string]bool{"60": strings.Contains(def, "ReadOnly=yes"), "63": strings.Contains(def, "NoAuto=yes"), "59": strings.Contains(def, "GrowFileSystem=yes")}
+	for a := range th {
+		if !o[a] {
+			return false
+		}
+	}
+	for a := range o {
+		if !th[a] && !asked[a] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestDefinitionErrors: definitions the builder cannot honour fail before anything is
+// written, naming the file, the line and the key.
+func TestDefinitionErrors(t *testing.T) {
+	c := &Config{ID: "qa", Version: "2026-11-26.1+build.42", Architecture: "arm64", File: "image.conf"}
+	for _, cse := range []struct {
+		name string
+		defs map[string]string
+		want string
+	}{
+		{"split file twice", map[string]string{"20-a.conf": "[Partition]\nType=linux-generic\nLabel=a\n", "30-b.conf": "[Partition]\nType=linux-generic\nLabel=b\n"},
+			"30-b.conf: SplitName=%t: qa_2026-11-26.1+build.42.linux-generic.raw is already the split file of"},
+		{"split name twice", map[string]string{"20-a.conf": "[Partition]\nType=esp\nSplitName=x\n", "30-b.conf": "[Partition]\nType=linux-generic\n\nSplitName=x\n"},
+			"30-b.conf:4: SplitName=x: qa_2026-11-26.1+build.42.x.raw is already the split file of"},
+		{"split slash", map[string]string{"20-a.conf": "[Partition]\nType=esp\nSplitName=../x\n"}, "20-a.conf:3: SplitName=../x gives \"../x\", not a file name"},
+		{"padding", map[string]string{"20-a.conf": "[Partition]\nType=esp\nPaddingMinBytes=1M\n"}, "20-a.conf:3: PaddingMinBytes= is not supported"},
+		{"uuid twice", map[string]string{"20-a.conf": "[Partition]\nType=esp\nUUID=5d6b3c6e-8f62-4d1a-9a0b-0c1d2e3f4a5b\n", "30-b.conf": "[Partition]\nType=swap\nUUID=5d6b3c6e-8f62-4d1a-9a0b-0c1d2e3f4a5b\n"},
+			"30-b.conf:3: UUID=5d6b3c6e-8f62-4d1a-9a0b-0c1d2e3f4a5b is already used by"},
+		{"label twice", map[string]string{"20-a.conf": "[Partition]\nType=esp\nLabel=x\n", "30-b.conf": "[Partition]\nType=swap\nLabel=x\n"}, "30-b.conf:3: Label=x is already used by"},
+		{"version too long", map[string]string{"20-a.conf": "[Partition]\nType=linux-generic\n# the store\nLabel=nix-store_%A\n"},
+			"20-a.conf:4: Label=nix-store_%A is \"nix-store_2026-11-26.1+build.42\", 31 characters"},
+	} {
+		t.Run(cse.name, func(t *testing.T) {
+			cc := *c
+			if cse.name == "version too long" {
+				cc.Version = "2026-11-26.1+build.42.extra"
+				cse.want = strings.NewReplacer("build.42", "build.42.extra", "31 characters", "37 characters").Replace(cse.want) +
+					": longer than the 36 a GPT label holds; shorten [Image] Version=2026-11-26.1+build.42.extra or Id=qa (image.conf)"
+			}
+			_, err := LoadDefinitions(writeDefs(t, cse.defs), &cc)
+			if err == nil || !strings.Contains(err.Error(), cse.want) {
+				t.Fatalf("err = %v, want %q", err, cse.want)
+			}
+		})
+	}
+	// Accepted: a version that fills the label exactly; labels defaulted as systemd does.
+	defs, err := LoadDefinitions(writeDefs(t, map[string]string{
+		"10-a.conf": "[Partition]\nType=linux-generic\nLabel=nix-store_%A\nSplitName=-\n",
+		"20-b.conf": "[Partition]\nType=linux-generic\nSplitName=-\n",
+		"30-c.conf": "[Partition]\nType=root\nSplitName=%t.%n\n",
+		"40-d.conf": "[Partition]\nType=21686148-6449-6e6f-744e-656564454649\nSplitName=%t\n",
+		"50-e.conf": "[Partition]\nType=linux-generic\nSplitName=-\nMinimize=best\nFormat=squashfs\n",
+	}), &Config{ID: "qa", Version: strings.Repeat("1", 26), Architecture: "arm64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{}
+	for _, d := range defs {
+		got = append(got, fmt.Sprintf("%s %s %d", d.Label, expandSplit(d.SplitName, d, len(got)+1), d.MinSize))
+	}
+	want := []string{"nix-store_" + strings.Repeat("1", 26) + "  10485760", "linux-generic  10485760", "root-arm64 root-arm64.3 10485760",
+		"linux 21686148-6449-6e6f-744e-656564454649 10485760", "linux-generic-2  0"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
