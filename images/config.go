@@ -62,6 +62,17 @@ type Config struct {
 
 	// [Update] (images/update.go)
 	Update UpdateConfig
+
+	where map[string]string // "Section.Key" → file:line (or override) that set it
+}
+
+// Where returns where [section] key= was set: "image.conf:12", "override Kernel.Initrd",
+// or the file when the value is a default.
+func (c *Config) Where(section, key string) string {
+	if w := c.where[section+"."+key]; w != "" {
+		return w
+	}
+	return c.File
 }
 
 // Override is one setting given outside the file, e.g. on the command line.
@@ -166,6 +177,42 @@ func LoadConfig(file string, overrides []Override) (*Config, error) {
 	return ParseConfig(file, data, overrides)
 }
 
+// CheckInputs opens every input the config names, so that a missing or unreadable file
+// fails with the line that named it (image.conf:7: [Kernel] Linux=: open ...) before a
+// build starts.
+func (c *Config) CheckInputs() error {
+	for _, in := range []struct {
+		sec, key, path string
+		dir            bool
+	}{
+		{"Kernel", "Linux", c.Linux, false}, {"Kernel", "Initrd", c.Initrd, false}, {"Kernel", "Stub", c.Stub, false},
+		{"Kernel", "DeviceTree", c.DTB, false}, {"Boot", "SystemdBoot", c.SystemdBoot, false},
+		{"Firmware", "RPi4UEFI", c.RPi4UEFI, false}, {"Firmware", "RaspiFirmware", c.RaspiFirmware, false},
+		{"Firmware", "ConfigTxt", c.ConfigTxt, false}, {"Store", "Tree", c.Tree, true}, {"Partitions", "Definitions", c.Definitions, true},
+		{"Initrd", "Init", c.InitrdInit, false}, {"Initrd", "Modules", c.ModuleTree, true}, {"Initrd", "RepartD", c.InitrdRepartD, true},
+	} {
+		if in.path == "" {
+			continue
+		}
+		f, err := os.Open(in.path)
+		var st os.FileInfo
+		if err == nil {
+			st, err = f.Stat()
+			f.Close()
+		}
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: [%s] %s=: %w", c.Where(in.sec, in.key), in.sec, in.key, err)
+		case in.dir && !st.IsDir():
+			return fmt.Errorf("%s: [%s] %s=%s: not a directory", c.Where(in.sec, in.key), in.sec, in.key, in.path)
+		case !in.dir && !st.Mode().IsRegular() && !(in.sec == "Firmware" && in.key != "ConfigTxt" && st.IsDir()):
+			// Firmware comes as a zip or .deb, or unpacked as a directory.
+			return fmt.Errorf("%s: [%s] %s=%s: not a regular file", c.Where(in.sec, in.key), in.sec, in.key, in.path)
+		}
+	}
+	return nil
+}
+
 // ParseConfig is LoadConfig on data already read from file.
 func ParseConfig(file string, data []byte, overrides []Override) (*Config, error) {
 	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
@@ -186,6 +233,7 @@ func ParseConfig(file string, data []byte, overrides []Override) (*Config, error
 		value string
 	}
 	var all []raw
+	seen := map[string]string{}
 	for i, o := range opts {
 		where := file
 		if lines != nil {
@@ -199,6 +247,14 @@ func ParseConfig(file string, data []byte, overrides []Override) (*Config, error
 		if !ok {
 			return nil, fmt.Errorf("%s: unknown key %s= in [%s]", where, o.Name, o.Section)
 		}
+		if id := o.Section + "." + o.Name; !k.multi {
+			// A second Linux= in one file is a mistake, not an override: say so rather
+			// than build with whichever came last.
+			if first, dup := seen[id]; dup {
+				return nil, fmt.Errorf("%s: %s= in [%s] is already set at %s (one value per key)", where, o.Name, o.Section, first)
+			}
+			seen[id] = where
+		}
 		all = append(all, raw{where, o.Section, k, o.Name, o.Value})
 	}
 	for _, o := range overrides {
@@ -210,7 +266,9 @@ func ParseConfig(file string, data []byte, overrides []Override) (*Config, error
 		all = append(all, raw{where, o.Section, k, o.Key, o.Value})
 	}
 	// [Image] first: the specifiers of every other value depend on it.
+	c.where = map[string]string{}
 	apply := func(r raw) error {
+		c.where[r.sec+"."+r.name] = r.where
 		v, err := c.expand(r.value)
 		if err != nil {
 			return fmt.Errorf("%s: %s=%s: %w", r.where, r.name, r.value, err)

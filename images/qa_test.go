@@ -40,7 +40,13 @@ func TestVersionsAndIDs(t *testing.T) {
 		{"Architecture", "amd64", ""},
 		{"Architecture", "x86-64", "Architecture=x86-64: unknown"},
 	} {
-		text := strings.Replace(goodConf, "[Image]\n", "[Image]\n"+c.key+"="+c.val+"\n", 1)
+		var lines []string
+		for _, l := range strings.Split(goodConf, "\n") {
+			if !strings.HasPrefix(l, c.key+"=") {
+				lines = append(lines, l)
+			}
+		}
+		text := strings.Replace(strings.Join(lines, "\n"), "[Image]\n", "[Image]\n"+c.key+"="+c.val+"\n", 1)
 		_, err := ParseConfig("image.conf", []byte(text), nil)
 		switch {
 		case c.want == "" && err != nil:
@@ -345,4 +351,81 @@ func TestDefinitionErrors(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+}
+
+// TestBadImageConf: a bad image.conf fails naming file:line and the key.
+func TestBadImageConf(t *testing.T) {
+	for _, c := range []struct{ name, text, want string }{
+		{"duplicate", "[Kernel]\nLinux=/a\n\n# again\nLinux=/b\n", "image.conf:5: Linux= in [Kernel] is already set at image.conf:2 (one value per key)"},
+		{"duplicate across sections", "[Kernel]\nLinux=/a\n[Store]\nTree=/t\n[Kernel]\nLinux=/b\n", "image.conf:6: Linux= in [Kernel] is already set at image.conf:2"},
+		{"crlf", "[Image]\r\nId=x\r\n\r\n[Kernal]\r\nLinux=/k\r\n", "image.conf:5: unknown section [Kernal]"},
+		{"spaces", "  [Image]  \n  Id = x \n\n\t[Kernel]\n Linuz = /k\n", "image.conf:5: unknown key Linuz= in [Kernel]"},
+		{"continuation", "[Kernel]\nCommandLine=a \\\n  b\nLinuz=/k\n", "image.conf:4: unknown key Linuz="},
+		{"comments", "; c\n# c\n[Image]\n# Linuz=\nColour=red\n", "image.conf:5: unknown key Colour= in [Image]"},
+		{"key before section", "Id=x\n", "image.conf"},
+		{"no equals", "[Image]\nId\n", "image.conf"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig("image.conf", []byte(c.text), nil)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want %q", err, c.want)
+			}
+		})
+	}
+	// The same key in the file and on the command line: the override wins, no error.
+	conf, err := ParseConfig("image.conf", []byte(goodConf), []Override{{"Image", "Id", "other"}, {"Image", "Id", "third"}})
+	if err != nil || conf.ID != "third" || conf.Where("Image", "Id") != "override Image.Id" || conf.Where("Kernel", "Linux") != "image.conf:7" {
+		t.Errorf("overrides: %v, %+v", err, conf)
+	}
+
+	// Inputs that are missing, unreadable or of the wrong kind name the line that set them.
+	q := newQAImage(t, "arm64", map[string]string{"10-esp.conf": qaESP, "20-store.conf": qaStore})
+	conf, err = LoadConfig(filepath.Join(q.dir, "image.conf"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conf.CheckInputs(); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(q.dir, "fw"), 0o755)
+	os.WriteFile(filepath.Join(q.dir, "unreadable"), []byte("x"), 0)
+	for _, c := range []struct {
+		ov   Override
+		want string
+	}{
+		{Override{"Kernel", "Linux", filepath.Join(q.dir, "nope")}, "override Kernel.Linux: [Kernel] Linux=: open " + filepath.Join(q.dir, "nope") + ": no such file"},
+		{Override{"Kernel", "Linux", q.dir}, "[Kernel] Linux=" + q.dir + ": not a regular file"},
+		{Override{"Store", "Tree", filepath.Join(q.dir, "vmlinuz")}, "[Store] Tree=" + filepath.Join(q.dir, "vmlinuz") + ": not a directory"},
+		{Override{"Firmware", "RPi4UEFI", filepath.Join(q.dir, "fw")}, ""},
+		{Override{"Firmware", "ConfigTxt", filepath.Join(q.dir, "fw")}, "[Firmware] ConfigTxt=" + filepath.Join(q.dir, "fw") + ": not a regular file"},
+		{Override{"Boot", "SystemdBoot", filepath.Join(q.dir, "unreadable")}, "permission denied"},
+	} {
+		conf, err := LoadConfig(filepath.Join(q.dir, "image.conf"), []Override{c.ov})
+		if err == nil {
+			err = conf.CheckInputs()
+		}
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			if c.want == "permission denied" && os.Geteuid() == 0 {
+				continue // root reads mode-0 files
+			}
+			t.Errorf("%v: err = %v, want %q", c.ov, err, c.want)
+		}
+	}
+	os.WriteFile(filepath.Join(q.dir, "image.conf"), []byte(strings.Replace(readFile(t, filepath.Join(q.dir, "image.conf")), "Linux=vmlinuz", "Linux=vmlinux", 1)), 0o644)
+	conf, err = LoadConfig(filepath.Join(q.dir, "image.conf"), nil)
+	if err == nil {
+		err = conf.CheckInputs()
+	}
+	if err == nil || !strings.Contains(err.Error(), "image.conf:6: [Kernel] Linux=: open "+filepath.Join(q.dir, "vmlinux")) {
+		t.Errorf("missing kernel: %v", err)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
