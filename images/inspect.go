@@ -37,7 +37,7 @@ type PartReport struct {
 	UUID       string   `json:"uuid,omitempty"`
 	Label      string   `json:"label,omitempty"`
 	Flags      []string `json:"flags,omitempty"`
-	Filesystem string   `json:"filesystem,omitempty"` // vfat, squashfs, ext4, xfs, empty, unknown
+	Filesystem string   `json:"filesystem,omitempty"` // vfat, squashfs, ext4, xfs, empty, unknown, missing (past the end)
 	FSDetail   string   `json:"fs_detail,omitempty"`  // e.g. compression and used bytes, or the filesystem label
 	Version    string   `json:"version,omitempty"`    // the version in a label of the form name_<version>
 }
@@ -56,13 +56,7 @@ type UKIReport struct {
 // Inspect reads the GPT of r (size bytes), identifies each partition's filesystem and
 // reads the UKIs and loader.conf from the ESP.
 func Inspect(r io.ReaderAt, size int64) (*Report, error) {
-	var t *gpt.Table
-	var err error
-	for _, ss := range []int{512, 4096} {
-		if t, err = gpt.Read(r, size, ss); err == nil {
-			break
-		}
-	}
+	t, err := gpt.Read(r, size, 0) // 512- or 4096-byte sectors; one message if neither
 	if err != nil {
 		return nil, err
 	}
@@ -82,29 +76,93 @@ func Inspect(r io.ReaderAt, size int64) (*Report, error) {
 		if i := strings.LastIndexByte(p.Name, '_'); i > 0 && i < len(p.Name)-1 {
 			pr.Version = p.Name[i+1:]
 		}
-		sec := io.NewSectionReader(r, pr.Offset, pr.Size)
-		pr.Filesystem, pr.FSDetail = identify(sec, pr.Size)
+		name := fmt.Sprintf("partition %d (%s)", p.Index, p.Name)
+		avail := min(pr.Size, max(size-pr.Offset, 0))
+		if avail < pr.Size {
+			// A partial download or a copy cut short: what is there is still shown.
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s ends at byte %d, beyond the end of the image (%d bytes): truncated?", name, pr.Offset+pr.Size, size))
+		}
+		sec := io.NewSectionReader(r, pr.Offset, avail)
+		pr.Filesystem, pr.FSDetail = identify(sec, avail)
+		if avail == 0 {
+			pr.Filesystem = "missing"
+		}
+		if pr.Filesystem == "squashfs" {
+			if used := int64(binary.LittleEndian.Uint64(squashHead(sec)[40:])); used > avail {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: the squashfs says it is %d bytes, the partition holds %d", name, used, avail))
+			}
+		}
 		rep.Partitions = append(rep.Partitions, pr)
-		if pr.Filesystem == "vfat" && p.Type == gpt.TypeESP {
-			rep.readESP(sec, pr.Size)
+		switch {
+		case p.Type != gpt.TypeESP:
+		case pr.Filesystem == "vfat":
+			rep.readESP(sec, avail, name)
+		default:
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: an EFI system partition without a FAT file system (%s): firmware finds no boot loader there", name, pr.Filesystem))
 		}
 	}
+	rep.checkStores()
 	return rep, nil
 }
 
-func (rep *Report) readESP(r io.ReaderAt, size int64) {
+// squashHead returns the 96-byte squashfs superblock at the start of r (zeros if short).
+func squashHead(r io.ReaderAt) []byte {
+	b := make([]byte, 96)
+	r.ReadAt(b, 0)
+	return b
+}
+
+// checkStores reports UKIs whose piboot.store= names no partition, or one without squashfs:
+// piboot-init would wait for it at every boot of that entry.
+func (rep *Report) checkStores() {
+	for _, u := range rep.UKIs {
+		label := ""
+		for _, a := range strings.Fields(u.Cmdline) {
+			if v, ok := strings.CutPrefix(a, "piboot.store="); ok {
+				label = v
+			}
+		}
+		if label == "" {
+			continue
+		}
+		found := false
+		for _, p := range rep.Partitions {
+			if p.Label == label {
+				found = true
+				if p.Filesystem != "squashfs" {
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s: piboot.store=%s is partition %d, which holds no squashfs (%s)", u.Path, label, p.Index, p.Filesystem))
+				}
+			}
+		}
+		if !found {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: piboot.store=%s: no partition has that label", u.Path, label))
+		}
+	}
+}
+
+// IdentifyFS names the file system at the start of r (size bytes) by its magic numbers:
+// vfat, squashfs, ext4, xfs, empty (zeros) or unknown, with a detail such as the label.
+func IdentifyFS(r io.ReaderAt, size int64) (fs, detail string) { return identify(r, size) }
+
+func (rep *Report) readESP(r io.ReaderAt, size int64, name string) {
 	esp, err := vfat.Open(r, size)
 	if err != nil {
-		rep.Problems = append(rep.Problems, "ESP: "+err.Error())
+		rep.Problems = append(rep.Problems, name+": "+err.Error())
 		return
 	}
+	loader := false
+	defer func() {
+		if !loader {
+			rep.Problems = append(rep.Problems, name+": no /EFI/BOOT/BOOT<arch>.EFI: firmware finds no default boot loader")
+		}
+	}()
 	if b, err := fs.ReadFile(esp, "loader/loader.conf"); err == nil {
 		rep.LoaderConf = string(b)
 	}
 	if ents, err := esp.ReadDir("EFI/BOOT"); err == nil {
 		for _, e := range ents {
 			if strings.HasPrefix(strings.ToUpper(e.Name()), "BOOT") && strings.HasSuffix(strings.ToUpper(e.Name()), ".EFI") {
-				rep.Loader = "/EFI/BOOT/" + e.Name()
+				rep.Loader, loader = "/EFI/BOOT/"+e.Name(), true
 			}
 		}
 	}

@@ -1,8 +1,10 @@
 package images
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -428,4 +430,117 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestInspectHostile: Inspect on damaged and odd images reports what it finds, names the
+// problems, and never panics — also on thousands of images with bytes flipped in the GPT,
+// the FAT boot sector and directories, the squashfs superblock and the UKI's headers.
+func TestInspectHostile(t *testing.T) {
+	q := newQAImage(t, "arm64", map[string]string{"10-esp.conf": qaESP, "20-store.conf": qaStore,
+		"30-empty.conf": "[Partition]\nType=linux-generic\nLabel=_empty\nSizeMinBytes=2M\nSizeMaxBytes=2M\nSplitName=-\n"})
+	out, err := q.build(t, filepath.Join(q.dir, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(out.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	esp, store := out.Partitions[0], out.Partitions[1]
+	inspect := func(img []byte) (*Report, error) {
+		t.Helper()
+		var rep *Report
+		var err error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("Inspect panicked: %v", p)
+				}
+			}()
+			rep, err = Inspect(bytes.NewReader(img), int64(len(img)))
+		}()
+		return rep, err
+	}
+	patch := func(off int64, b []byte) []byte {
+		img := bytes.Clone(good)
+		copy(img[off:], b)
+		return img
+	}
+	espAsSquashfs := bytes.Clone(good)
+	copy(espAsSquashfs[esp.Offset:esp.Offset+esp.Size], good[store.Offset:store.Offset+store.Size])
+	noESP := bytes.Clone(good)
+	for _, c := range []struct {
+		name string
+		img  []byte
+		want []string // in the report's problems, or the error if it fails
+		err  bool
+	}{
+		{"good", good, nil, false},
+		{"empty", nil, []string{"no GPT partition table: device of 0 bytes is too small"}, true},
+		{"zeros", make([]byte, 8<<20), []string{"no GPT partition table at LBA 1 or at the last LBA"}, true},
+		{"truncated in the store", good[:store.Offset+200], []string{"partition 2 (nix-store_v1) ends at byte", "beyond the end of the image", "partition 3 (_empty) ends",
+			"backup GPT", "the squashfs says it is"}, false},
+		{"truncated after the GPT", good[:40000], []string{"partition 1 (boot) ends", "an EFI system partition without a FAT file system (missing)"}, false},
+		{"ESP zeroed", patch(esp.Offset, make([]byte, 1<<20)), []string{"partition 1 (boot): an EFI system partition without a FAT file system (empty)"}, false},
+		{"ESP is squashfs", espAsSquashfs, []string{"partition 1 (boot): an EFI system partition without a FAT file system (squashfs)"}, false},
+		{"store not squashfs", patch(store.Offset, bytes.Repeat([]byte{0xa5}, 4096)), []string{"/EFI/Linux/qa_v1.efi: piboot.store=nix-store_v1 is partition 2, which holds no squashfs (unknown)"}, false},
+		{"no ESP type", noESP, nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.name == "no ESP type" {
+				// The ESP's type GUID changed to linux-generic in both tables, CRCs fixed
+				// by sgdisk: a disk with no ESP is no error, and its FAT is still shown.
+				p := filepath.Join(t.TempDir(), "img")
+				os.WriteFile(p, good, 0o644)
+				run(t, "sgdisk", "-t", "1:8300", p)
+				c.img, _ = os.ReadFile(p)
+			}
+			rep, err := inspect(c.img)
+			if c.err != (err != nil) {
+				t.Fatalf("err = %v, report %+v", err, rep)
+			}
+			got := fmt.Sprint(err)
+			if rep != nil {
+				got = strings.Join(rep.Problems, "\n")
+				var b bytes.Buffer
+				rep.Format(&b) // must not panic either
+			}
+			for _, w := range c.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("missing %q in\n%s", w, got)
+				}
+			}
+			if c.want == nil && got != "" {
+				t.Errorf("problems in a good image:\n%s", got)
+			}
+		})
+	}
+
+	// Flipped bytes in every structure Inspect parses.
+	f, err := os.Open(out.Image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ukiOff := int64(-1)
+	if i := bytes.Index(good[esp.Offset:esp.Offset+esp.Size], []byte("MZ")); i >= 0 {
+		ukiOff = esp.Offset + int64(i)
+	}
+	regions := [][2]int64{{0, 34 * 512}, {int64(len(good)) - 33*512, int64(len(good))}, {esp.Offset, esp.Offset + 64<<10}, {store.Offset, store.Offset + 4096}}
+	if ukiOff > 0 {
+		regions = append(regions, [2]int64{ukiOff, ukiOff + 4096})
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	img := bytes.Clone(good)
+	for i := range 2000 {
+		r := regions[i%len(regions)]
+		for range 1 + rnd.IntN(8) {
+			off := r[0] + rnd.Int64N(r[1]-r[0])
+			img[off] = []byte{0, 0xff, byte(rnd.IntN(256)), img[off] ^ 0x80}[rnd.IntN(4)]
+		}
+		if rep, err := inspect(img); err == nil {
+			rep.Format(io.Discard)
+		}
+		copy(img[r[0]:r[1]], good[r[0]:r[1]])
+	}
 }
