@@ -143,7 +143,15 @@ func checkImage(t *testing.T, out *Outputs) []sfdiskPart {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Problems) > 0 || len(rep.Partitions) != len(out.Partitions) || len(parts) != len(out.Partitions) || len(rep.UKIs) != 1 {
+	var problems []string
+	for _, p := range rep.Problems {
+		// An extra ESP-typed partition without Format= is left empty, and Inspect says so.
+		if !strings.HasPrefix(p, "partition 1 ") && strings.Contains(p, "an EFI system partition without a FAT file system (empty)") {
+			continue
+		}
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 || len(rep.Partitions) != len(out.Partitions) || len(parts) != len(out.Partitions) || len(rep.UKIs) != 1 {
 		t.Errorf("inspect: %+v; sfdisk: %+v", rep, parts)
 	}
 	for i, p := range out.Partitions {
