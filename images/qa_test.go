@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/gpt"
@@ -551,4 +555,113 @@ func TestInspectHostile(t *testing.T) {
 		}
 		copy(img[r[0]:r[1]], good[r[0]:r[1]])
 	}
+}
+
+// TestReproducibleAcrossEnvironments: the same inputs give the same bytes in every output
+// whatever the working directory, umask, time zone, GOMAXPROCS, the absolute path of the
+// inputs, the order their directory entries were created in and their own time stamps.
+func TestReproducibleAcrossEnvironments(t *testing.T) {
+	defs := map[string]string{"10-esp.conf": qaESP, "20-store.conf": qaStore,
+		"30-empty.conf": "[Partition]\nType=linux-generic\nLabel=_empty\nSizeMinBytes=2M\nSizeMaxBytes=2M\nSplitName=-\n"}
+	a := newQAImage(t, "arm64", defs)
+	// A store with what real stores have: nested directories, an empty one, symlinks
+	// (relative, absolute, dangling), a hard link, non-ASCII and 255-byte names, modes.
+	names := []string{"bin/init", "lib/libc.so.6", "lib/modules/6.1/kernel/a.ko", "share/doc/é日本.txt", "share/" + strings.Repeat("n", 255)}
+	for i, n := range names {
+		p := filepath.Join(a.store, n)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, bytes.Repeat([]byte(n), 100*(i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(a.store, "bin/init"), os.ModeSetuid|0o755)
+	os.MkdirAll(filepath.Join(a.store, "var/empty"), 0o755)
+	os.Chmod(filepath.Join(a.store, "var/empty"), os.ModeSticky|0o777)
+	os.Symlink("../lib/libc.so.6", filepath.Join(a.store, "bin/libc"))
+	os.Symlink("/nix/store/bin/init", filepath.Join(a.store, "init"))
+	os.Symlink("nowhere", filepath.Join(a.store, "dangling"))
+	os.Link(filepath.Join(a.store, "lib/libc.so.6"), filepath.Join(a.store, "lib/libc.so"))
+
+	outA := filepath.Join(a.dir, "out")
+	if _, err := a.build(t, outA); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same inputs elsewhere, created in reverse order, with other time stamps.
+	b := t.TempDir()
+	var paths []string
+	filepath.WalkDir(a.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != a.dir && !strings.HasPrefix(p, outA) {
+			paths = append(paths, p)
+		}
+		return err
+	})
+	inodes := map[uint64]string{}
+	later := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	for i := len(paths) - 1; i >= 0; i-- {
+		src := paths[i]
+		dst := filepath.Join(b, strings.TrimPrefix(src, a.dir))
+		st, err := os.Lstat(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		switch {
+		case st.IsDir():
+			os.MkdirAll(dst, 0o755)
+			os.Chmod(dst, st.Mode().Perm()|st.Mode()&os.ModeSticky)
+		case st.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(src)
+			os.Symlink(l, dst)
+		default:
+			ino := st.Sys().(*syscall.Stat_t).Ino
+			if first, ok := inodes[ino]; ok {
+				os.Link(first, dst)
+				continue
+			}
+			inodes[ino] = dst
+			data, _ := os.ReadFile(src)
+			if err := os.WriteFile(dst, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(dst, st.Mode().Perm()|st.Mode()&(os.ModeSetuid))
+		}
+		if st.Mode()&os.ModeSymlink == 0 {
+			os.Chtimes(dst, later, later)
+		}
+	}
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	t.Chdir(t.TempDir())
+	loc := time.Local
+	time.Local = time.FixedZone("UTC+14", 14*3600)
+	defer func() { time.Local = loc }()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	q := &qaImage{dir: b, arch: "arm64", store: filepath.Join(b, "store")}
+	if _, err := q.build(t, "out"); err != nil {
+		t.Fatal(err)
+	}
+	ha, hb := hashTree(t, outA), hashTree(t, "out")
+	if len(ha) < 8 || len(ha) != len(hb) {
+		t.Fatalf("outputs differ: %d vs %d files", len(ha), len(hb))
+	}
+	for n, h := range ha {
+		if hb[n] != h {
+			t.Errorf("%s differs", n)
+		}
+	}
+	if ls := run(t, "unsquashfs", "-lls", extract(t, filepath.Join(outA, "qa_v1.raw"), mustStore(t, outA))); !strings.Contains(ls, "-rwsr-xr-x") || !strings.Contains(ls, "drwxrwxrwt") || !strings.Contains(ls, "dangling -> nowhere") {
+		t.Errorf("store listing:\n%s", ls)
+	}
+}
+
+// mustStore returns the placed store partition of the image in out (the second).
+func mustStore(t *testing.T, out string) Placed {
+	t.Helper()
+	parts := sfdiskJSON(t, filepath.Join(out, "qa_v1.raw"))
+	if len(parts) < 2 {
+		t.Fatalf("%d partitions", len(parts))
+	}
+	p := parts[1]
+	return Placed{Part: Part{Label: p.Name}, Offset: int64(p.Start) * 512, Size: int64(p.Size) * 512}
 }
