@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -210,6 +211,19 @@ func (c *Config) CheckInputs() error {
 			return fmt.Errorf("%s: [%s] %s=%s: not a regular file", c.Where(in.sec, in.key), in.sec, in.key, in.path)
 		}
 	}
+	// The init the UKI starts must be in the store, or every boot ends in piboot-init's
+	// emergency shell. A symlink may point anywhere in the booted root: not followed.
+	if rel, ok := strings.CutPrefix(c.Init, c.MountPoint+"/"); ok && c.Tree != "" {
+		st, err := os.Lstat(filepath.Join(c.Tree, filepath.FromSlash(rel)))
+		switch {
+		case err != nil:
+			return fmt.Errorf("%s: [Store] Init=%s: not in the store tree: %w", c.Where("Store", "Init"), c.Init, err)
+		case st.Mode().IsRegular() && st.Mode().Perm()&0o111 == 0:
+			return fmt.Errorf("%s: [Store] Init=%s: %s is not executable", c.Where("Store", "Init"), c.Init, filepath.Join(c.Tree, rel))
+		case !st.Mode().IsRegular() && st.Mode()&os.ModeSymlink == 0:
+			return fmt.Errorf("%s: [Store] Init=%s: %s is not a file", c.Where("Store", "Init"), c.Init, filepath.Join(c.Tree, rel))
+		}
+	}
 	return nil
 }
 
@@ -325,6 +339,7 @@ func ParseConfig(file string, data []byte, overrides []Override) (*Config, error
 	if c.MountPoint == "" {
 		c.MountPoint = "/nix/store"
 	}
+	c.MountPoint = path.Clean(c.MountPoint) // CopyFiles= sources are compared with it
 	return c, c.check()
 }
 
@@ -430,8 +445,8 @@ func (c *Config) check() error {
 	if !strings.HasPrefix(c.Init, "/") {
 		return fmt.Errorf("%s: [Store] Init=%s must be an absolute path in the booted root", c.File, c.Init)
 	}
-	if !strings.HasPrefix(c.MountPoint, "/") {
-		return fmt.Errorf("%s: [Store] MountPoint=%s must be absolute", c.File, c.MountPoint)
+	if !strings.HasPrefix(c.MountPoint, "/") || c.MountPoint == "/" {
+		return fmt.Errorf("%s: [Store] MountPoint=%s must be an absolute directory below /", c.Where("Store", "MountPoint"), c.MountPoint)
 	}
 	for _, l := range c.OSRelease {
 		k, _, ok := strings.Cut(l, "=")

@@ -238,7 +238,14 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 		if !strings.HasPrefix(cf.Source, "/") || !strings.HasPrefix(cf.Target, "/") {
 			return nil, fmt.Errorf("%s: CopyFiles=%s:%s: source and target must be absolute", d.Where("CopyFiles"), cf.Source, cf.Target)
 		}
-		d.CopyFiles = append(d.CopyFiles, CopyFile{path.Clean(cf.Source), path.Clean(cf.Target)})
+		src, dst := path.Clean(cf.Source), path.Clean(cf.Target)
+		if rel, ok := strings.CutPrefix(src, "/boot"); d.Format == "vfat" && (ok && (rel == "" || rel[0] == '/')) && dst != path.Clean("/"+rel) {
+			// /boot is the ESP's content as firmware and systemd-boot look for it
+			// (/EFI/BOOT, /EFI/Linux, /loader): moved elsewhere, nothing boots.
+			return nil, fmt.Errorf("%s: CopyFiles=%s:%s would move the ESP content from %s to %s; firmware and systemd-boot find it only at %s (CopyFiles=/boot:/ copies all of it)",
+				d.Where("CopyFiles"), cf.Source, cf.Target, src, dst, path.Clean("/"+rel))
+		}
+		d.CopyFiles = append(d.CopyFiles, CopyFile{src, dst})
 	}
 	if d.ReadOnly {
 		d.Flags |= gpt.AttrReadOnly

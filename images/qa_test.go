@@ -96,7 +96,7 @@ func newQAImage(t *testing.T, arch string, defs map[string]string) *qaImage {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(s), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -328,6 +328,10 @@ func TestDefinitionErrors(t *testing.T) {
 		{"padding", map[string]string{"20-a.conf": "[Partition]\nType=esp\nPaddingMinBytes=1M\n"}, "20-a.conf:3: PaddingMinBytes= is not supported"},
 		{"uuid twice", map[string]string{"20-a.conf": "[Partition]\nType=esp\nUUID=5d6b3c6e-8f62-4d1a-9a0b-0c1d2e3f4a5b\n", "30-b.conf": "[Partition]\nType=swap\nUUID=5d6b3c6e-8f62-4d1a-9a0b-0c1d2e3f4a5b\n"},
 			"30-b.conf:3: UUID=5d6b3c6e-8f62-4d1a-9a0b-0c1d2e3f4a5b is already used by"},
+		{"ESP moved", map[string]string{"20-a.conf": "[Partition]\nType=esp\nFormat=vfat\nCopyFiles=/boot\n"},
+			"20-a.conf:4: CopyFiles=/boot:/boot would move the ESP content from /boot to /boot; firmware and systemd-boot find it only at /"},
+		{"ESP part moved", map[string]string{"20-a.conf": "[Partition]\nType=esp\nFormat=vfat\nCopyFiles=/boot/EFI:/\n"},
+			"20-a.conf:4: CopyFiles=/boot/EFI:/ would move the ESP content from /boot/EFI to /; firmware and systemd-boot find it only at /EFI"},
 		{"label twice", map[string]string{"20-a.conf": "[Partition]\nType=esp\nLabel=x\n", "30-b.conf": "[Partition]\nType=swap\nLabel=x\n"}, "30-b.conf:3: Label=x is already used by"},
 		{"version too long", map[string]string{"20-a.conf": "[Partition]\nType=linux-generic\n# the store\nLabel=nix-store_%A\n"},
 			"20-a.conf:4: Label=nix-store_%A is \"nix-store_2026-11-26.1+build.42\", 31 characters"},
@@ -352,6 +356,7 @@ func TestDefinitionErrors(t *testing.T) {
 		"30-c.conf": "[Partition]\nType=root\nSplitName=%t.%n\n",
 		"40-d.conf": "[Partition]\nType=21686148-6449-6e6f-744e-656564454649\nSplitName=%t\n",
 		"50-e.conf": "[Partition]\nType=linux-generic\nSplitName=-\nMinimize=best\nFormat=squashfs\n",
+		"60-f.conf": "[Partition]\nType=esp\nFormat=vfat\nCopyFiles=/boot/EFI:/EFI\nCopyFiles=/boot/loader/:/loader\n",
 	}), &Config{ID: "qa", Version: strings.Repeat("1", 26), Architecture: "arm64"})
 	if err != nil {
 		t.Fatal(err)
@@ -361,7 +366,7 @@ func TestDefinitionErrors(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s %s %d", d.Label, expandSplit(d.SplitName, d, len(got)+1), d.MinSize))
 	}
 	want := []string{"nix-store_" + strings.Repeat("1", 26) + "  10485760", "linux-generic  10485760", "root-arm64 root-arm64.3 10485760",
-		"linux 21686148-6449-6e6f-744e-656564454649 10485760", "linux-generic-2  0"}
+		"linux 21686148-6449-6e6f-744e-656564454649 10485760", "linux-generic-2  0", "esp esp 10485760"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -403,6 +408,7 @@ func TestBadImageConf(t *testing.T) {
 	}
 	os.Mkdir(filepath.Join(q.dir, "fw"), 0o755)
 	os.WriteFile(filepath.Join(q.dir, "unreadable"), []byte("x"), 0)
+	os.WriteFile(filepath.Join(q.dir, "store/noexec"), []byte("x"), 0o644)
 	for _, c := range []struct {
 		ov   Override
 		want string
@@ -413,6 +419,13 @@ func TestBadImageConf(t *testing.T) {
 		{Override{"Firmware", "RPi4UEFI", filepath.Join(q.dir, "fw")}, ""},
 		{Override{"Firmware", "ConfigTxt", filepath.Join(q.dir, "fw")}, "[Firmware] ConfigTxt=" + filepath.Join(q.dir, "fw") + ": not a regular file"},
 		{Override{"Boot", "SystemdBoot", filepath.Join(q.dir, "unreadable")}, "permission denied"},
+		{Override{"Store", "Init", "/nix/store/bin/nope"}, "override Store.Init: [Store] Init=/nix/store/bin/nope: not in the store tree: lstat " + filepath.Join(q.dir, "store/bin/nope")},
+		{Override{"Store", "Init", "/nix/store/bin"}, "[Store] Init=/nix/store/bin: " + filepath.Join(q.dir, "store/bin") + " is not a file"},
+		{Override{"Store", "Init", "/nix/store/bin/init"}, ""},
+		{Override{"Store", "Init", "/nix/store/noexec"}, "[Store] Init=/nix/store/noexec: " + filepath.Join(q.dir, "store/noexec") + " is not executable"},
+		{Override{"Store", "Init", "/sbin/init"}, ""},
+		{Override{"Store", "MountPoint", "/nix/store/"}, ""},
+		{Override{"Store", "MountPoint", "/"}, "override Store.MountPoint: [Store] MountPoint=/ must be an absolute directory below /"},
 	} {
 		conf, err := LoadConfig(filepath.Join(q.dir, "image.conf"), []Override{c.ov})
 		if err == nil {
