@@ -371,6 +371,11 @@ func validName(s, extra string) bool {
 }
 
 func (c *Config) checkImage(where string) error {
+	// systemd's and the kernel's names for the architectures (ConditionArchitecture=,
+	// uname -m) mean the same image; %a and the cache use Debian's.
+	if a, ok := archAliases[c.Architecture]; ok {
+		c.Architecture = a
+	}
 	switch {
 	case c.ID != "" && !validName(c.ID, "._-"):
 		return fmt.Errorf("%s: Id=%s: only letters, digits, '.', '_' and '-' are allowed", where, c.ID)
@@ -384,6 +389,8 @@ func (c *Config) checkImage(where string) error {
 	}
 	return nil
 }
+
+var archAliases = map[string]string{"x86-64": "amd64", "x86_64": "amd64", "aarch64": "arm64", "arm": "armhf", "x86": "i386", "i686": "i386"}
 
 // yesNo parses a systemd boolean.
 func yesNo(s string) (bool, error) {

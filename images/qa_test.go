@@ -44,7 +44,9 @@ func TestVersionsAndIDs(t *testing.T) {
 		{"Id", "a b", "Id=a b"},
 		{"Architecture", "arm64", ""},
 		{"Architecture", "amd64", ""},
-		{"Architecture", "x86-64", "Architecture=x86-64: unknown"},
+		{"Architecture", "x86-64", ""},
+		{"Architecture", "aarch64", ""},
+		{"Architecture", "sparc64", "Architecture=sparc64: unknown"},
 	} {
 		var lines []string
 		for _, l := range strings.Split(goodConf, "\n") {
@@ -53,7 +55,10 @@ func TestVersionsAndIDs(t *testing.T) {
 			}
 		}
 		text := strings.Replace(strings.Join(lines, "\n"), "[Image]\n", "[Image]\n"+c.key+"="+c.val+"\n", 1)
-		_, err := ParseConfig("image.conf", []byte(text), nil)
+		conf, err := ParseConfig("image.conf", []byte(text), nil)
+		if err == nil && c.key == "Architecture" && conf.Architecture != map[string]string{"x86-64": "amd64", "aarch64": "arm64"}[c.val] && conf.Architecture != c.val {
+			t.Errorf("Architecture=%s: %s", c.val, conf.Architecture)
+		}
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s=%s: %v", c.key, c.val, err)
