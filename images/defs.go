@@ -216,6 +216,9 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 	switch {
 	case rd.CopyBlocks != "":
 		return nil, fmt.Errorf("%s: CopyBlocks= is not supported by the image builder (use CopyFiles=)", d.Where("CopyBlocks"))
+	case rd.UUIDSet && rd.UUID == uuid.Nil:
+		// 252 writes the all-zero PARTUUID, which nothing can find a partition by.
+		return nil, fmt.Errorf("%s: UUID=null is not supported by the image builder (without UUID= the partition gets one derived from the image)", d.Where("UUID"))
 	case rd.PaddingMin != repart.Unset && rd.PaddingMin > 0:
 		// systemd-repart --size=auto leaves the padding after the partition; an image laid out
 		// without it would not be the image the definitions describe.
