@@ -1,7 +1,9 @@
 package images
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -59,9 +61,30 @@ func (d *Definition) Where(key string) string {
 // LoadDefinitions reads every *.conf of dir in file-name order. Labels are expanded with
 // systemd's %A (image version) and %M (image id) specifiers; arch resolves Type=root etc.
 func LoadDefinitions(dir string, c *Config) ([]*Definition, error) {
-	matches, err := filepath.Glob(filepath.Join(dir, "*.conf"))
+	all, err := filepath.Glob(filepath.Join(dir, "*.conf"))
 	if err != nil {
 		return nil, err
+	}
+	// As systemd-repart (and repart.ParseDir): hidden files are skipped (editors' swap
+	// files, "mv x .x"), and so are masked definitions (symlinks to /dev/null) and dangling
+	// symlinks.
+	var matches []string
+	for _, f := range all {
+		if strings.HasPrefix(filepath.Base(f), ".") {
+			continue
+		}
+		st, err := os.Stat(f)
+		if err != nil && errors.Is(err, fs.ErrNotExist) || err == nil && st.Mode()&fs.ModeCharDevice != 0 {
+			continue
+		}
+		if err == nil && st.IsDir() {
+			return nil, fmt.Errorf("%s: a directory, not a partition definition", f)
+		}
+		if st, err := os.Stat(f + ".d"); err == nil && st.IsDir() {
+			// Silently building without them would lay out another image.
+			return nil, fmt.Errorf("%s.d: drop-in directories are not supported by the image builder (merge them into %s)", f, filepath.Base(f))
+		}
+		matches = append(matches, f)
 	}
 	if len(matches) == 0 {
 		return nil, fmt.Errorf("%s: no partition definitions (*.conf)", dir)

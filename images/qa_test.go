@@ -684,3 +684,35 @@ func mustStore(t *testing.T, out string) Placed {
 	p := parts[1]
 	return Placed{Part: Part{Label: p.Name}, Offset: int64(p.Start) * 512, Size: int64(p.Size) * 512}
 }
+
+// TestDefinitionFiles: which files of a definitions directory count, as systemd-repart
+// reads them.
+func TestDefinitionFiles(t *testing.T) {
+	c := &Config{ID: "qa", Version: "v1", Architecture: "arm64"}
+	dir := writeDefs(t, map[string]string{
+		"10-a.conf":       "[Partition]\nType=esp\n",
+		".20-hidden.conf": "[Partition]\nType=swap\n",
+		"30-b.conf~":      "[Partition]\nType=swap\n",
+		"README":          "not a definition",
+	})
+	os.Symlink("/dev/null", filepath.Join(dir, "40-masked.conf"))
+	os.Symlink("nowhere.conf", filepath.Join(dir, "50-dangling.conf"))
+	os.WriteFile(filepath.Join(dir, "target"), []byte("[Partition]\nType=home\n"), 0o644)
+	os.Symlink("target", filepath.Join(dir, "60-link.conf"))
+	defs, err := LoadDefinitions(dir, c)
+	if err != nil || len(defs) != 2 || defs[0].Label != "esp" || defs[1].Label != "home" {
+		t.Fatalf("%v: %+v", err, defs)
+	}
+	os.Mkdir(filepath.Join(dir, "10-a.conf.d"), 0o755)
+	if _, err := LoadDefinitions(dir, c); err == nil || !strings.Contains(err.Error(), "10-a.conf.d: drop-in directories are not supported by the image builder") {
+		t.Errorf("drop-ins: %v", err)
+	}
+	os.Remove(filepath.Join(dir, "10-a.conf.d"))
+	os.Mkdir(filepath.Join(dir, "70-dir.conf"), 0o755)
+	if _, err := LoadDefinitions(dir, c); err == nil || !strings.Contains(err.Error(), "70-dir.conf: a directory, not a partition definition") {
+		t.Errorf("directory: %v", err)
+	}
+	if _, err := LoadDefinitions(t.TempDir(), c); err == nil || !strings.Contains(err.Error(), "no partition definitions (*.conf)") {
+		t.Errorf("empty directory: %v", err)
+	}
+}
