@@ -10,6 +10,7 @@ package images
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -474,6 +475,11 @@ func SourceDateEpoch() (int64, error) {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a non-negative number of seconds", v)
+	}
+	if n > math.MaxUint32 {
+		// squashfs stores 32-bit times: later ones would be clamped without a word,
+		// and such a value is usually milliseconds.
+		return 0, fmt.Errorf("SOURCE_DATE_EPOCH=%q is after 2106-02-07, the last time squashfs can store (seconds, not milliseconds)", v)
 	}
 	return n, nil
 }

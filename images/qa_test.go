@@ -716,3 +716,21 @@ func TestDefinitionFiles(t *testing.T) {
 		t.Errorf("empty directory: %v", err)
 	}
 }
+
+func TestSourceDateEpoch(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want int64
+		err  string
+	}{
+		{"", 0, ""}, {"0", 0, ""}, {"1700000000", 1700000000, ""}, {"4294967295", 4294967295, ""},
+		{"1700000000000", 0, "is after 2106-02-07"}, {"4294967296", 0, "is after 2106-02-07"},
+		{"-1", 0, "not a non-negative number"}, {"1.5", 0, "not a non-negative number"}, {" 1", 0, "not a non-negative number"},
+	} {
+		t.Setenv("SOURCE_DATE_EPOCH", c.v)
+		n, err := SourceDateEpoch()
+		if n != c.want || (c.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.err) {
+			t.Errorf("SOURCE_DATE_EPOCH=%q: %d, %v", c.v, n, err)
+		}
+	}
+}
