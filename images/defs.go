@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 
 	"github.com/google/uuid"
@@ -272,6 +273,12 @@ func parseDefinition(file string, data []byte, c *Config) (*Definition, error) {
 				d.Where("CopyFiles"), cf.Source, cf.Target, src, dst, path.Clean("/"+rel))
 		}
 		d.CopyFiles = append(d.CopyFiles, CopyFile{src, dst})
+	}
+	for _, cf := range d.CopyFiles {
+		// The store's label becomes piboot.store=<label> on the kernel command line, one word.
+		if d.Format == "squashfs" && within(cf.Source, c.MountPoint) && strings.ContainsFunc(d.Label, func(r rune) bool { return unicode.IsSpace(r) || r == '"' || unicode.IsControl(r) }) {
+			return nil, fmt.Errorf("%s: Label=%q: the store's label goes on the kernel command line (piboot.store=) and must not contain spaces, quotes or control characters", d.Where("Label"), d.Label)
+		}
 	}
 	if d.ReadOnly {
 		d.Flags |= gpt.AttrReadOnly

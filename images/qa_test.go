@@ -319,7 +319,7 @@ func sameAttrs(ours, theirs, def string) bool {
 // TestDefinitionErrors: definitions the builder cannot honour fail before anything is
 // written, naming the file, the line and the key.
 func TestDefinitionErrors(t *testing.T) {
-	c := &Config{ID: "qa", Version: "2026-11-26.1+build.42", Architecture: "arm64", File: "image.conf"}
+	c := &Config{ID: "qa", Version: "2026-11-26.1+build.42", Architecture: "arm64", File: "image.conf", MountPoint: "/nix/store"}
 	for _, cse := range []struct {
 		name string
 		defs map[string]string
@@ -337,6 +337,8 @@ func TestDefinitionErrors(t *testing.T) {
 			"20-a.conf:4: CopyFiles=/boot:/boot would move the ESP content from /boot to /boot; firmware and systemd-boot find it only at /"},
 		{"ESP part moved", map[string]string{"20-a.conf": "[Partition]\nType=esp\nFormat=vfat\nCopyFiles=/boot/EFI:/\n"},
 			"20-a.conf:4: CopyFiles=/boot/EFI:/ would move the ESP content from /boot/EFI to /; firmware and systemd-boot find it only at /EFI"},
+		{"store label with a space", map[string]string{"20-a.conf": "[Partition]\nType=linux-generic\nFormat=squashfs\nLabel=nix store_%A\nCopyFiles=/nix/store:/\n"},
+			"20-a.conf:4: Label=\"nix store_2026-11-26.1+build.42\": the store's label goes on the kernel command line"},
 		{"null UUID", map[string]string{"20-a.conf": "[Partition]\nType=esp\nUUID=null\n"}, "20-a.conf:3: UUID=null is not supported by the image builder"},
 		{"label twice", map[string]string{"20-a.conf": "[Partition]\nType=esp\nLabel=x\n", "30-b.conf": "[Partition]\nType=swap\nLabel=x\n"}, "30-b.conf:3: Label=x is already used by"},
 		{"version too long", map[string]string{"20-a.conf": "[Partition]\nType=linux-generic\n# the store\nLabel=nix-store_%A\n"},
