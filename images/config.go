@@ -451,7 +451,11 @@ func (c *Config) check() error {
 		}
 	}
 	if !strings.HasPrefix(c.Init, "/") {
-		return fmt.Errorf("%s: [Store] Init=%s must be an absolute path in the booted root", c.File, c.Init)
+		return fmt.Errorf("%s: [Store] Init=%s must be an absolute path in the booted root", c.Where("Store", "Init"), c.Init)
+	}
+	if strings.ContainsAny(c.Init, " \t\n\"") {
+		// init= is one word of the kernel command line.
+		return fmt.Errorf("%s: [Store] Init=%q: the kernel command line's init= cannot hold spaces or quotes", c.Where("Store", "Init"), c.Init)
 	}
 	if !strings.HasPrefix(c.MountPoint, "/") || c.MountPoint == "/" {
 		return fmt.Errorf("%s: [Store] MountPoint=%s must be an absolute directory below /", c.Where("Store", "MountPoint"), c.MountPoint)

@@ -389,6 +389,7 @@ func TestBadImageConf(t *testing.T) {
 		{"spaces", "  [Image]  \n  Id = x \n\n\t[Kernel]\n Linuz = /k\n", "image.conf:5: unknown key Linuz= in [Kernel]"},
 		{"continuation", "[Kernel]\nCommandLine=a \\\n  b\nLinuz=/k\n", "image.conf:4: unknown key Linuz="},
 		{"comments", "; c\n# c\n[Image]\n# Linuz=\nColour=red\n", "image.conf:5: unknown key Colour= in [Image]"},
+		{"init with a space", strings.Replace(goodConf, "Init=/nix/store/bin/init", "Init=/nix/store/bin/my init", 1), "image.conf:18: [Store] Init=\"/nix/store/bin/my init\": the kernel command line's init= cannot hold spaces"},
 		{"key before section", "Id=x\n", "image.conf"},
 		{"no equals", "[Image]\nId\n", "image.conf"},
 	} {
