@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # boot.sh: piboot-init's figures in QEMU (TCG, Debian's arm64 kernel) on the first and
-# second boot of a 32 GiB card: switch_root after N ms, module loading, switch_root less
-# module loading, disk discovery, repart, mounts and piboot-init's CPU time; then the
-# initramfs size with and without kernel modules.
+# second boot of a 32 GiB card: switch_root after N ms (N counts from the kernel's exec of
+# /init, Go's start-up included), module loading, switch_root less module loading, disk
+# discovery, repart, mounts, piboot-init's CPU time (since main's package initialization)
+# and Go's start-up (exec to main's package initialization); then the initramfs size with
+# and without kernel modules.
+#
+# One boot step by step: PIBOOT_E2E_TIMELINE=1 PIBOOT_BENCH_APPEND=piboot.trace go test -v
+#   -run '^$' -bench 'BenchmarkBoot$' -benchtime=1x ./internal/e2e  (a "trace:" line per
+#   step and per module; add initcall_debug to see each module's init function).
 #
 #   bench/boot.sh               one pair of boots
 #   RUNS=5 bench/boot.sh        five pairs; each figure's median, min and max
@@ -20,7 +26,7 @@ echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 awk -v runs="$runs" '
 /^BenchmarkBoot/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = v[$(i+1)] " " $i }
 END {
-	split("switch_root-ms modules-ms without-modules-ms finit_module-ms modules-loaded disk-ms repart-ms mounts-ms cpu-user-ms cpu-system-ms kernel-ms", keys, " ")
+	split("switch_root-ms modules-ms without-modules-ms finit_module-ms modules-loaded disk-ms repart-ms mounts-ms cpu-user-ms cpu-system-ms kernel-ms go-startup-ms", keys, " ")
 	printf "%-22s %20s %20s   (median of %d; min-max)\n", "", "first boot", "second boot", runs
 	for (k = 1; k in keys; k++) {
 		printf "%-22s", keys[k]

@@ -31,8 +31,9 @@ func PartLinks(devDir, sysfsDir string, d Disk) ([]string, error) {
 			return nil, err
 		}
 	}
+	names := PartitionNames(sysfsDir, d.Name)
 	for _, p := range d.Parts {
-		target := filepath.Join("..", "..", PartitionName(sysfsDir, d.Name, p.Index))
+		target := filepath.Join("..", "..", names.Name(p.Index))
 		links := []string{filepath.Join(devDir, "disk", "by-partuuid", p.UUID.String())}
 		if p.Label != "" {
 			links = append(links, filepath.Join(devDir, "disk", "by-partlabel", escapeLink(p.Label)))

@@ -94,17 +94,40 @@ func ScanDisks(sysfsDir string) ([]BlockDev, error) {
 // the kernel knows it already, else by the kernel's naming rule (a "p" after names ending
 // in a digit: mmcblk0p4, nvme0n1p2, but sda4, vda2).
 func PartitionName(sysfsDir, disk string, n int) string {
+	return PartitionNames(sysfsDir, disk).Name(n)
+}
+
+// PartNames maps partition numbers to the kernel's names for them, from one look at
+// sysfs.
+type PartNames struct {
+	disk  string
+	known map[int]string
+}
+
+// PartitionNames reads the names sysfs gives disk's partitions now.
+func PartitionNames(sysfsDir, disk string) PartNames {
+	pn := PartNames{disk: disk, known: map[int]string{}}
 	d := filepath.Join(sysfsDir, "class", "block", disk)
 	if ents, err := os.ReadDir(d); err == nil {
 		for _, e := range ents {
 			if !strings.HasPrefix(e.Name(), disk) {
 				continue
 			}
-			if v, err := readInt(filepath.Join(d, e.Name(), "partition")); err == nil && int(v) == n {
-				return e.Name()
+			if v, err := readInt(filepath.Join(d, e.Name(), "partition")); err == nil {
+				pn.known[int(v)] = e.Name()
 			}
 		}
 	}
+	return pn
+}
+
+// Name returns partition n's kernel name: as sysfs said, or by the naming rule for a
+// partition sysfs did not list.
+func (pn PartNames) Name(n int) string {
+	if name, ok := pn.known[n]; ok {
+		return name
+	}
+	disk := pn.disk
 	if last := disk[len(disk)-1]; last >= '0' && last <= '9' {
 		return disk + "p" + strconv.Itoa(n)
 	}
@@ -125,26 +148,36 @@ func DeviceSize(sysfsDir, name string) (int64, error) {
 // has bound yet, from /sys/bus/*/devices/*/modalias: what a coldplug pass needs to load
 // drivers for the devices the kernel found before anyone listened for uevents.
 func Modaliases(sysfsDir string) ([]string, error) {
-	buses, err := os.ReadDir(filepath.Join(sysfsDir, "bus"))
-	if err != nil {
-		return nil, fmt.Errorf("scan devices: %w", err)
-	}
 	var out []string
+	_, err := EachModalias(sysfsDir, func(a string) { out = append(out, a) })
+	return out, err
+}
+
+// EachModalias calls f with each modalias Modaliases would list, as the scan finds it,
+// so that a driver can start loading while the scan goes on. It returns how many
+// devices it looked at.
+func EachModalias(sysfsDir string, f func(modalias string)) (devices int, err error) {
+	bus := filepath.Join(sysfsDir, "bus")
+	buses, err := os.ReadDir(bus)
+	if err != nil {
+		return 0, fmt.Errorf("scan devices: %w", err)
+	}
 	for _, b := range buses {
-		dir := filepath.Join(sysfsDir, "bus", b.Name(), "devices")
+		dir := filepath.Join(bus, b.Name(), "devices")
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			continue // a bus without devices directory
 		}
 		for _, e := range ents {
+			devices++
 			d := filepath.Join(dir, e.Name())
 			if _, err := os.Lstat(filepath.Join(d, "driver")); err == nil {
 				continue
 			}
 			if a, err := readTrim(filepath.Join(d, "modalias")); err == nil && a != "" {
-				out = append(out, a)
+				f(a)
 			}
 		}
 	}
-	return out, nil
+	return devices, nil
 }

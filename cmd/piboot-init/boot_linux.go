@@ -53,6 +53,10 @@ func doMount(dev, target, fstype string, flags uintptr, data, what string) error
 	}
 	want := fstype
 	fstype, err := mount.Mount(dev, target, fstype, flags, data)
+	if err != nil && modules != nil && fstype == "vfat" && modules.loadDeferred(func(j *modJob) bool { return fsOf(j.path) == "nls" }, "vfat") > 0 {
+		// A character set this kernel's FAT uses by default was not loaded eagerly.
+		fstype, err = mount.Mount(dev, target, fstype, flags, data)
+	}
 	if err != nil {
 		// The kernel says only "invalid argument"; say what is on the partition.
 		if want != "" {
@@ -79,6 +83,7 @@ func doMount(dev, target, fstype string, flags uintptr, data, what string) error
 		in = "/"
 	}
 	logf("mount", "%s (%s, %s%s) on %s", dev, what, fstype, ro, in)
+	tracef("mounted %s", dev)
 	return nil
 }
 
@@ -93,6 +98,7 @@ func boot(attempt int) error {
 		return err
 	}
 	if attempt == 1 {
+		fromExec()
 		logf("start", "/dev /proc /sys /run mounted")
 	}
 	b, err := os.ReadFile("/proc/cmdline")
@@ -100,8 +106,19 @@ func boot(attempt int) error {
 		return err
 	}
 	cfg, cfgErr := parseCmdline(string(b))
+	tracing = cfg.Trace
+	if attempt == 1 {
+		if goStartup >= 0 {
+			tracef("exec at %d ms of uptime; main's package initialization %d ms later", startedUptime.Milliseconds(), goStartup.Milliseconds())
+		} else {
+			tracef("exec time unknown (no \"Run /init\" in the kernel's log): counting from main's package initialization")
+		}
+	}
+	// /etc/repart.d, read once: it says which filesystem modules to load and what repart does.
+	defs, defsErr := repart.ParseDir(layout.RepartDir, runtime.GOARCH)
 	ev := startHotplug()
-	mods := startModules(keepFS(cfg, cfgErr), ev, efi)
+	mods := startModules(keepFS(cfg, cfgErr, defs, defsErr), ev, efi)
+	tracef("uevents and module loading started")
 	if efi {
 		if err := mountEFIVars(mods); err != nil {
 			logf("start", "no EFI variables: %v", err)
@@ -112,6 +129,9 @@ func boot(attempt int) error {
 	}
 	if cfgErr != nil {
 		return cfgErr
+	}
+	if defsErr != nil {
+		return defsErr
 	}
 
 	// The boot disk.
@@ -124,6 +144,23 @@ func boot(attempt int) error {
 	}
 	if ev != nil {
 		opts.Changed = ev.block
+	}
+	// The GPTs discovery reads, kept for repart: the table is read once per boot.
+	tables := map[string]*gpt.Table{}
+	opts.ReadTable = func(d mount.BlockDev) ([]mount.Part, error) {
+		p := d.Path("/dev")
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		t, err := gpt.Read(f, d.Size, d.SectorSize)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		tables[fmt.Sprintf("%s %d %d", d.Name, d.Size, d.SectorSize)] = t
+		tracef("read the GPT of %s", p)
+		return mount.PartsOf(t), nil
 	}
 	if efi {
 		id, ok, err := mount.LoaderDevicePartUUID(mount.EFIVarsDir)
@@ -162,7 +199,7 @@ func boot(attempt int) error {
 
 	// First-boot partitioning.
 	tRepart := time.Now()
-	defs, table, err := runRepart(devPath)
+	table, err := runRepart(devPath, disk.BlockDev, tables[fmt.Sprintf("%s %d %d", disk.Name, disk.Size, disk.SectorSize)], defs)
 	repartMs := time.Since(tRepart).Milliseconds()
 	if err != nil {
 		return err
@@ -173,9 +210,11 @@ func boot(attempt int) error {
 		return fmt.Errorf("/dev/disk links: %w", err)
 	}
 	logf("links", "%d in /dev/disk/by-partlabel", len(links))
+	tracef("links made")
 
+	names := mount.PartitionNames("/sys", disk.Name)
 	node := func(p mount.Part) (string, error) {
-		n := "/dev/" + mount.PartitionName("/sys", disk.Name, p.Index)
+		n := "/dev/" + names.Name(p.Index)
 		return n, mount.WaitDevice(n, 5*time.Second)
 	}
 	// Root. The filesystems' modules must be in by now.
@@ -185,6 +224,7 @@ func boot(attempt int) error {
 	}
 	tMount := time.Now()
 	modWaitMs := tMount.Sub(tMods).Milliseconds()
+	tracef("modules in (waited %d ms)", modWaitMs)
 	rootPart, ok := disk.ByLabel(cfg.Root)
 	if !ok {
 		return fmt.Errorf("%s has no partition labelled %q (piboot.root=); partitions: %s", devPath, cfg.Root, strings.Join(disk.Labels(), ", "))
@@ -246,44 +286,83 @@ func boot(attempt int) error {
 	return fmt.Errorf("switch_root to %s: %w", cfg.Init, err)
 }
 
-// runRepart applies /etc/repart.d to the disk and returns the definitions and the table
-// now on the disk.
-func runRepart(devPath string) ([]repart.Definition, *gpt.Table, error) {
+// runRepart applies /etc/repart.d to the disk and returns the table now on the disk.
+// table is the GPT disk discovery read from it (nil: read it here); the device is
+// opened for writing only when there is something to write.
+func runRepart(devPath string, disk mount.BlockDev, table *gpt.Table, defs []repart.Definition) (*gpt.Table, error) {
 	t0 := time.Now()
-	defs, err := repart.ParseDir(layout.RepartDir, runtime.GOARCH)
-	if err != nil {
-		return nil, nil, err
+	size := disk.Size
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	open := func() error {
+		var err error
+		if f, err = os.OpenFile(devPath, os.O_RDWR, 0); err != nil {
+			return err
+		}
+		sz, ss, err := repart.DeviceSize(f)
+		if err != nil {
+			return err
+		}
+		if sz != size || (table != nil && ss != table.SectorSize) {
+			// The device changed since discovery looked (a card swapped?): plan again
+			// from what is there now.
+			table, size = nil, sz
+		}
+		if table == nil {
+			if table, err = gpt.Read(f, sz, ss); err != nil {
+				return fmt.Errorf("%s: %w", devPath, err)
+			}
+		}
+		return nil
 	}
-	f, err := os.OpenFile(devPath, os.O_RDWR, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	size, ss, err := repart.DeviceSize(f)
-	if err != nil {
-		return nil, nil, err
-	}
-	table, err := gpt.Read(f, size, ss)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", devPath, err)
+	if table == nil {
+		if err := open(); err != nil {
+			return nil, err
+		}
 	}
 	for _, p := range table.Status.Problems {
 		logf("repart", "%s: %s", devPath, p)
 	}
-	seed, _, err := repart.Seed("", "/etc/machine-id", table)
-	if err != nil {
-		return nil, nil, err
+	plan := func() (*repart.Layout, error) {
+		seed, _, err := repart.Seed("", "/etc/machine-id", table)
+		if err != nil {
+			return nil, err
+		}
+		l, err := repart.Plan(repart.Disk{Size: size, Table: table}, defs, seed)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", devPath, err)
+		}
+		return l, nil
 	}
-	layout, err := repart.Plan(repart.Disk{Size: size, Table: table}, defs, seed)
+	layout, err := plan()
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", devPath, err)
+		return nil, err
 	}
 	if layout.Empty() {
 		logf("repart", "no changes (%d definitions) in %d ms", len(defs), time.Since(t0).Milliseconds())
-		return defs, table, nil
+		return table, nil
+	}
+	if f == nil {
+		old := table
+		if err := open(); err != nil {
+			return nil, err
+		}
+		if table != old { // re-read: plan for what is there now
+			if layout, err = plan(); err != nil {
+				return nil, err
+			}
+			if layout.Empty() {
+				logf("repart", "no changes (%d definitions) in %d ms", len(defs), time.Since(t0).Milliseconds())
+				return table, nil
+			}
+		}
 	}
 	if err := repart.Apply(f, size, layout, mkfs.ForRepart); err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", devPath, err)
+		return nil, fmt.Errorf("%s: %w", devPath, err)
 	}
 	for _, p := range layout.Partitions {
 		switch p.Action {
@@ -301,20 +380,17 @@ func runRepart(devPath string) ([]repart.Definition, *gpt.Table, error) {
 		logf("repart", "repaired: %s", r)
 	}
 	logf("repart", "done in %d ms", time.Since(t0).Milliseconds())
-	return defs, layout.New, nil
+	return layout.New, nil
 }
 
-// keepFS decides which filesystem modules load eagerly: those piboot-init mounts (the
-// store's squashfs, the ESP's FAT with its code pages, efivarfs and the root's Format=
-// from /etc/repart.d). Without a root Format= (probed at mount time) or a usable command
-// line, all of them.
-func keepFS(cfg config, cfgErr error) func(string) bool {
-	all := func(string) bool { return true }
-	if cfgErr != nil {
-		return all
-	}
-	defs, err := repart.ParseDir(layout.RepartDir, runtime.GOARCH)
-	if err != nil {
+// keepFS decides which filesystem modules load eagerly (fs is the directory under
+// kernel/fs, name the module): those piboot-init mounts (the store's squashfs, the ESP's
+// FAT with the code page and I/O character set it uses by default, efivarfs and the
+// root's Format= from /etc/repart.d). Without a root Format= (probed at mount time) or a
+// usable command line, all of them.
+func keepFS(cfg config, cfgErr error, defs []repart.Definition, defsErr error) func(fs, name string) bool {
+	all := func(string, string) bool { return true }
+	if cfgErr != nil || defsErr != nil {
 		return all
 	}
 	root := ""
@@ -326,10 +402,15 @@ func keepFS(cfg config, cfgErr error) func(string) bool {
 	if root == "" {
 		return all
 	}
-	return func(fs string) bool {
+	return func(fs, name string) bool {
 		switch fs {
-		case "squashfs", "fat", "nls", "efivarfs", root:
+		case "squashfs", "fat", "efivarfs", root:
 			return true
+		case "nls":
+			// FAT's defaults in Debian's kernels (CONFIG_FAT_DEFAULT_CODEPAGE=437,
+			// _IOCHARSET="ascii"). A kernel built with others fails the ESP's mount,
+			// which loads the rest and mounts again (doMount).
+			return name == "nls_cp437" || name == "nls_ascii"
 		}
 		return false
 	}
@@ -345,14 +426,13 @@ func formatOf(defs []repart.Definition, p mount.Part) string {
 	return ""
 }
 
-// timeSummary says where the time since PID 1 started went, for the line before
-// switch_root: when the kernel started us, the steps, how long module loading ran
-// (overlapping the steps) and piboot-init's own CPU time (module loading's kernel work
+// timeSummary says where the time since the exec of PID 1 went, for the line before
+// switch_root: when the kernel executed us and how long Go took to reach main's
+// package initialization (both from the kernel's log), the steps, how long module loading ran
+// (overlapping the steps) and piboot-init's own CPU time since main's initialization (module loading's kernel work
 // in finit_module counts as its system time).
 func timeSummary(diskMs, repartMs, modWaitMs, mountMs int64) string {
-	var ru unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	cpu := func(t unix.Timeval) int64 { return t.Sec*1000 + int64(t.Usec)/1000 }
+	user, sys := cpuSince0()
 	mods := ""
 	if modules != nil {
 		modules.mu.Lock()
@@ -361,6 +441,10 @@ func timeSummary(diskMs, repartMs, modWaitMs, mountMs int64) string {
 		}
 		modules.mu.Unlock()
 	}
-	return fmt.Sprintf("started at %d ms of uptime; disk %d ms, repart %d ms, waiting for modules %d ms, mounts %d ms%s; cpu %d ms user, %d ms system",
-		startedUptime.Milliseconds(), diskMs, repartMs, modWaitMs, mountMs, mods, cpu(ru.Utime), cpu(ru.Stime))
+	start := "Go start-up unknown"
+	if goStartup >= 0 {
+		start = fmt.Sprintf("Go start-up %d ms", goStartup.Milliseconds())
+	}
+	return fmt.Sprintf("executed at %d ms of uptime (%s); disk %d ms, repart %d ms, waiting for modules %d ms, mounts %d ms%s; cpu %d ms user, %d ms system",
+		startedUptime.Milliseconds(), start, diskMs, repartMs, modWaitMs, mountMs, mods, user.Milliseconds(), sys.Milliseconds())
 }

@@ -17,6 +17,7 @@ type config struct {
 	Root       string        // piboot.root=: the root partition's label
 	StoreMount string        // piboot.storemount=: where the store is mounted in the new root
 	Shell      bool          // piboot.shell: stop in the emergency shell before switch_root
+	Trace      bool          // piboot.trace: a "trace:" line per step and per module (boot time)
 	Timeout    time.Duration // piboot.timeout=: how long to wait for late devices
 }
 
@@ -40,6 +41,8 @@ func parseCmdline(cmdline string) (config, error) {
 			c.StoreMount = v
 		case "piboot.shell":
 			c.Shell = !hasV || v == "1" || v == "yes" || v == "true"
+		case "piboot.trace":
+			c.Trace = !hasV || v == "1" || v == "yes" || v == "true"
 		case "piboot.timeout":
 			s, err := strconv.ParseFloat(strings.TrimSuffix(v, "s"), 64)
 			if err != nil || s < 0 || s > 3600 {

@@ -38,6 +38,12 @@ func TestParseCmdline(t *testing.T) {
 			t.Errorf("%q:\n got %s\nwant %s", tc.in, got, tc.want)
 		}
 	}
+	if c, _ := parseCmdline("piboot.store=s piboot.trace"); !c.Trace {
+		t.Errorf("piboot.trace not set")
+	}
+	if c, _ := parseCmdline("piboot.store=s piboot.trace=0"); c.Trace {
+		t.Errorf("piboot.trace=0 set")
+	}
 	if c, _ := parseCmdline("piboot.store=s piboot.timeout=0"); c.Timeout != 0 {
 		t.Errorf("timeout 0 = %v", c.Timeout)
 	}

@@ -20,23 +20,63 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// started is when PID 1 began, for "switch_root: <init> after <N> ms"; startedUptime
-// is the same moment as time since the kernel booted.
+// started is when the kernel executed PID 1, for "switch_root: <init> after <N> ms":
+// until fromExec moves it back, it is when main's package initialization ran, which
+// misses the Go runtime's start-up before it (~100 ms under TCG). startedUptime is the
+// same moment as time since boot, goStartup the time from exec to main's initialization
+// (-1 while unknown).
 var (
 	started       = time.Now()
-	startedUptime = uptime()
+	startedUptime = monotonic()
+	goStartup     = time.Duration(-1)
+	tracing       bool // piboot.trace
+	// cpu0User and cpu0Sys are PID 1's CPU time when main's package initialization ran: as a kernel
+	// thread before the exec, PID 1 ran the kernel's own initialization (~700 ms system
+	// time under TCG), which is not piboot-init's.
+	cpu0User, cpu0Sys = cpuTime()
 )
 
-func uptime() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return 0
+// cpuTime returns PID 1's user and system CPU time so far.
+func cpuTime() (user, sys time.Duration) {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+// cpuSince0 is piboot-init's CPU time since main's package initialization.
+func cpuSince0() (user, sys time.Duration) {
+	u, s := cpuTime()
+	return u - cpu0User, s - cpu0Sys
+}
+
+// fromExec makes started the moment of the exec (from the kernel's log, so after /proc
+// is there is too late to matter: nothing was timed before).
+func fromExec() {
+	if goStartup >= 0 {
+		return
 	}
-	return time.Duration(ts.Nano())
+	up, ok := execUptime()
+	if !ok || up > startedUptime {
+		return
+	}
+	goStartup = startedUptime - up
+	started = started.Add(-goStartup)
+	startedUptime = up
 }
 
 func logf(step, format string, args ...any) {
 	fmt.Fprintf(os.Stdout, "piboot-init: "+step+": "+format+"\n", args...)
+}
+
+// tracef prints a "trace:" line under piboot.trace: milliseconds since the exec and
+// piboot-init's CPU time so far (user+system), then what happened.
+func tracef(format string, args ...any) {
+	if !tracing {
+		return
+	}
+	u, sys := cpuSince0()
+	fmt.Fprintf(os.Stdout, "piboot-init: trace: %5d ms (cpu %d+%d): "+format+"\n",
+		append([]any{time.Since(started).Milliseconds(), u.Milliseconds(), sys.Milliseconds()}, args...)...)
 }
 
 func main() {

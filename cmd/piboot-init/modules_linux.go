@@ -36,8 +36,8 @@ type moduleLoader struct {
 	byName  map[string]*modJob
 	aliases *aliasTable // nil without modules.alias: every module loads by name
 	efi     bool        // efivarfs is worth loading
-	// keepFS says whether modules under kernel/fs/<name>/ load eagerly.
-	keepFS func(name string) bool
+	// keepFS says whether a module under kernel/fs/<fs>/ loads eagerly.
+	keepFS func(fs, name string) bool
 	sem    chan struct{} // one finit_module per CPU
 	t0     time.Time
 
@@ -81,7 +81,7 @@ func (m *moduleLoader) finishedBefore(t time.Time) bool {
 
 // startModules starts loading once per boot of the machine (a retried attempt reuses it).
 // ev, when not nil, delivers the kernel's uevents; efi says whether the firmware is UEFI.
-func startModules(keepFS func(string) bool, ev *hotplug, efi bool) *moduleLoader {
+func startModules(keepFS func(fs, name string) bool, ev *hotplug, efi bool) *moduleLoader {
 	if modules != nil {
 		return modules
 	}
@@ -229,6 +229,7 @@ func (m *moduleLoader) load(ev *hotplug) error {
 	}
 	m.classify()
 	markReady()
+	tracef("module list and aliases read (%d modules)", len(m.jobs))
 
 	// Drivers first: for the devices there now, and (from the uevents) those that appear.
 	if ev != nil && m.aliases != nil {
@@ -301,8 +302,16 @@ func (m *moduleLoader) classify() {
 			}
 		}
 	}
-	// Needed by name: every other module except unneeded filesystems, plus whatever
-	// those need (which may be a library drivers use too: it then loads by name).
+	// Needed by name: every other module except unneeded filesystems and libraries
+	// (modules others need), plus whatever those need (which may be a library drivers use
+	// too: it then loads by name). A library only unneeded filesystems need (libcrc32c for
+	// xfs) is deferred with them.
+	library := map[string]bool{}
+	for _, j := range m.jobs {
+		for _, d := range j.deps {
+			library[d] = true
+		}
+	}
 	eager := map[string]bool{}
 	var need func(p string)
 	need = func(p string) {
@@ -321,7 +330,11 @@ func (m *moduleLoader) classify() {
 		if j.driver {
 			continue
 		}
-		if fs := fsOf(j.path); fs == "" || m.keepFS == nil || m.keepFS(fs) {
+		fs := fsOf(j.path)
+		if fs == "" && library[j.path] {
+			continue
+		}
+		if fs == "" || m.keepFS == nil || m.keepFS(fs, layout.ModName(j.path)) {
 			need(j.path)
 		}
 	}
@@ -337,14 +350,12 @@ func (m *moduleLoader) coldplug() {
 	if m.aliases == nil {
 		return
 	}
-	aliases, err := mount.Modaliases("/sys")
+	// Each driver starts loading as the scan finds its device, not after the scan.
+	n, err := mount.EachModalias("/sys", m.device)
 	if err != nil {
 		logf("modules", "coldplug: %v", err)
-		return
 	}
-	for _, a := range aliases {
-		m.device(a)
-	}
+	tracef("coldplug: %d devices in sysfs looked at", n)
 }
 
 // device starts loading the drivers for a modalias, once per modalias.
@@ -393,11 +404,13 @@ func (m *moduleLoader) ensure(j *modJob, forDevice bool) {
 			}
 		}
 		wg.Wait()
+		tWait := time.Now()
 		m.sem <- struct{}{}
 		t := time.Now()
 		err := finitModule(filepath.Join(m.dir, j.path))
 		end := time.Now()
 		<-m.sem
+		tracef("module %s: %d ms in finit_module (%d ms waiting for a slot before), %v", filepath.Base(j.path), end.Sub(t).Milliseconds(), t.Sub(tWait).Milliseconds(), err)
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		j.tried = true
@@ -453,7 +466,9 @@ func (m *moduleLoader) loadAll() {
 	m.loadDeferred(func(*modJob) bool { return true }, "the emergency shell")
 }
 
-func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) {
+// loadDeferred loads the deferred modules want chooses (and their deferred dependencies)
+// and returns how many loaded.
+func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) int {
 	m.deferMu.Lock()
 	defer m.deferMu.Unlock()
 	m.mu.Lock() // j.tried is written under it
@@ -476,7 +491,7 @@ func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) {
 	}
 	m.mu.Unlock()
 	if len(todo) == 0 {
-		return
+		return 0
 	}
 	t0 := time.Now()
 	var names []string
@@ -489,6 +504,7 @@ func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) {
 		}
 	}
 	logf("modules", "for %s: %s in %d ms", why, strings.Join(names, " "), time.Since(t0).Milliseconds())
+	return len(names)
 }
 
 func finitModule(path string) error {

@@ -400,7 +400,7 @@ func TestXFSRoot(t *testing.T) {
 	card := filepath.Join(t.TempDir(), "card.img")
 	MakeCard(t, card, CardSpec{Size: gib}, a.Demo)
 	vm := boot(t, xa, "", card)
-	vm.WaitFor(`^piboot-init: modules: loaded \d+ in \d+ ms \(.*; loaded when needed: jbd2.ko mbcache.ko ext4.ko\)$`, bootWait)
+	vm.WaitFor(`^piboot-init: modules: loaded \d+ in \d+ ms \(.*; loaded when needed: jbd2.ko mbcache.ko crc16.ko ext4.ko nls_utf8.ko nls_iso8859-1.ko\)$`, bootWait)
 	vm.WaitFor(`^piboot-init: repart: created /dev/mmcblk0p4 \("root", \d+ bytes, xfs\)`, bootWait)
 	vm.WaitFor(`^piboot-init: mount: /dev/mmcblk0p4 \(root, xfs\) on /$`, bootWait)
 	vm.WaitFor(demoRE("/dev/mmcblk0p4", 1), bootWait)
