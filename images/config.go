@@ -150,23 +150,60 @@ var schema = map[string]map[string]key{
 }
 
 // optionLines finds the line number of each option go-systemd's parser returns, in order:
-// the parser itself keeps none, and every error must name file and line.
-func optionLines(data []byte) []int {
+// the parser itself keeps none, and every error must name file and line. It follows that
+// parser's rules (a value ending in '\\' continues on the next line unless that is blank; so
+// does a comment) and finds what the parser drops or rejects without saying where: an
+// assignment before the first section (dropped silently), a bad section header, a line
+// that is no Key=value.
+func optionLines(file string, data []byte) ([]int, error) {
 	var lines []int
-	cont := false
+	const (
+		none = iota
+		value
+		comment
+	)
+	cont, section := none, false
 	for i, l := range strings.Split(string(data), "\n") {
-		t := strings.TrimSpace(strings.TrimSuffix(l, "\r"))
-		wasCont := cont
-		cont = strings.HasSuffix(t, "\\")
-		if wasCont || t == "" || t[0] == '#' || t[0] == ';' || t[0] == '[' {
-			if t != "" && (t[0] == '#' || t[0] == ';') {
-				cont = false
+		raw := strings.TrimSuffix(l, "\r")
+		t := strings.TrimSpace(raw)
+		switch {
+		case cont == value:
+			if t == "" || !strings.HasSuffix(raw, "\\") {
+				cont = none
 			}
 			continue
+		case cont == comment:
+			if !strings.HasSuffix(strings.TrimSuffix(raw, " "), "\\") {
+				cont = none
+			}
+			continue
+		case t == "":
+			continue
+		case t[0] == '#' || t[0] == ';':
+			if strings.HasSuffix(strings.TrimSuffix(raw, " "), "\\") {
+				cont = comment
+			}
+			continue
+		case t[0] == '[':
+			if strings.IndexByte(t, ']') != len(t)-1 {
+				return nil, fmt.Errorf("%s:%d: %s: a section header is [Name] alone on its line", file, i+1, t)
+			}
+			section = true
+			continue
+		}
+		k, v, ok := strings.Cut(t, "=")
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("%s:%d: %q is not Key=value", file, i+1, t)
+		case !section:
+			return nil, fmt.Errorf("%s:%d: %s= before any [section]", file, i+1, strings.TrimSpace(k))
+		}
+		if strings.TrimSpace(v) != "" && strings.HasSuffix(raw, "\\") {
+			cont = value
 		}
 		lines = append(lines, i+1)
 	}
-	return lines
+	return lines, nil
 }
 
 // LoadConfig reads an image.conf, applies overrides (which win over the file), fills in
@@ -230,11 +267,16 @@ func (c *Config) CheckInputs() error {
 
 // ParseConfig is LoadConfig on data already read from file.
 func ParseConfig(file string, data []byte, overrides []Override) (*Config, error) {
-	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
+	lines, err := optionLines(file, data)
+	if err != nil {
+		return nil, err
+	}
+	// go-systemd's parser trips over continuation lines ending in CRLF (a file edited on
+	// Windows): it gets LF only.
+	opts, err := unit.DeserializeOptions(bytes.NewReader(bytes.ReplaceAll(data, []byte("\r\n"), []byte("\n"))))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	lines := optionLines(data)
 	if len(lines) != len(opts) {
 		lines = nil // an unusual layout: report without line numbers rather than wrong ones
 	}
@@ -270,7 +312,10 @@ func ParseConfig(file string, data []byte, overrides []Override) (*Config, error
 			}
 			seen[id] = where
 		}
-		all = append(all, raw{where, o.Section, k, o.Name, o.Value})
+		// A value continued over lines is one line, as systemd reads it: go-systemd keeps
+		// the backslashes and newlines (CommandLine= got a stray "\\" word).
+		v := strings.TrimSpace(strings.ReplaceAll(o.Value, "\\\n", " "))
+		all = append(all, raw{where, o.Section, k, o.Name, v})
 	}
 	for _, o := range overrides {
 		where := fmt.Sprintf("override %s.%s", o.Section, o.Key)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -390,8 +391,12 @@ func TestBadImageConf(t *testing.T) {
 		{"continuation", "[Kernel]\nCommandLine=a \\\n  b\nLinuz=/k\n", "image.conf:4: unknown key Linuz="},
 		{"comments", "; c\n# c\n[Image]\n# Linuz=\nColour=red\n", "image.conf:5: unknown key Colour= in [Image]"},
 		{"init with a space", strings.Replace(goodConf, "Init=/nix/store/bin/init", "Init=/nix/store/bin/my init", 1), "image.conf:18: [Store] Init=\"/nix/store/bin/my init\": the kernel command line's init= cannot hold spaces"},
-		{"key before section", "Id=x\n", "image.conf"},
-		{"no equals", "[Image]\nId\n", "image.conf"},
+		{"key before section", "# c\nId=x\n[Image]\n", "image.conf:2: Id= before any [section]"},
+		{"no equals", "[Image]\nId=x\n  Version v1\n", "image.conf:3: \"Version v1\" is not Key=value"},
+		{"bad section", "[Image]\nId=x\n\n[Kernel\nLinux=/k\n", "image.conf:4: [Kernel: a section header is [Name] alone on its line"},
+		{"crlf continuation", "[Kernel]\r\nCommandLine=a \\\r\n  b\r\nLinuz=/k\r\n", "image.conf:4: unknown key Linuz= in [Kernel]"},
+		{"continued comment", "[Image]\n# a comment \\\nColour=red\nColour=blue\n", "image.conf:4: unknown key Colour="},
+		{"garbage after section", "[Image]\nId=x\n[Kernel] x\n", "image.conf:3: [Kernel] x: a section header is [Name] alone on its line"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := ParseConfig("image.conf", []byte(c.text), nil)
@@ -734,6 +739,51 @@ func TestSourceDateEpoch(t *testing.T) {
 		n, err := SourceDateEpoch()
 		if n != c.want || (c.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), c.err) {
 			t.Errorf("SOURCE_DATE_EPOCH=%q: %d, %v", c.v, n, err)
+		}
+	}
+}
+
+// TestConfigLineNumbers: whatever the layout (comments, blank lines, indentation, CRLF,
+// continuation lines), an error names the line it is about.
+func TestConfigLineNumbers(t *testing.T) {
+	// Units of lines, each complete; all valid in [Kernel].
+	pool := []string{"", "# comment", "; comment", "# comment ending in \\\n  CommandLine=swallowed", "  \t", "[Kernel]", "CommandLine=a \\\n  continued",
+		"CommandLine=b", "  CommandLine = c ", "CommandLine=x \\\n\tmore \\\nend", "\tCommandLine=", "CommandLine=a=b"}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range 500 {
+		units := []string{"[Kernel]"}
+		for range rnd.IntN(12) {
+			units = append(units, pool[rnd.IntN(len(pool))])
+		}
+		at := 1 + rnd.IntN(len(units))
+		units = append(units[:at], append([]string{"[Image]\nColour=red"}, units[at:]...)...)
+		lines := strings.Split(strings.Join(units, "\n"), "\n")
+		at = slices.Index(lines, "Colour=red") - 1
+		eol := "\n"
+		if i%3 == 0 {
+			eol = "\r\n"
+		}
+		text := strings.Join(lines, eol) + eol
+		_, err := ParseConfig("image.conf", []byte(text), nil)
+		want := fmt.Sprintf("image.conf:%d: unknown key Colour= in [Image]", at+2)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want %q in\n%q", err, want, text)
+		}
+	}
+}
+
+// TestConfigContinuation: a value continued with a backslash is one value, joined by a
+// space, as systemd reads it.
+func TestConfigContinuation(t *testing.T) {
+	for _, eol := range []string{"\n", "\r\n"} {
+		text := strings.ReplaceAll(goodConf+"[Kernel]\nCommandLine=a \\\n  b \\\n\tc\n[Boot]\nLoaderConf=timeout 3 \\\n  \nLoaderConf=default \\\n @saved\n", "\n", eol)
+		c, err := ParseConfig("image.conf", []byte(text), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := c.Cmdline("nix-store_v1")
+		if err != nil || cl != "console=ttyAMA0 quiet a b c piboot.store=nix-store_v1 init=/nix/store/bin/init" || strings.Join(strings.Fields(strings.Join(c.LoaderConf, " | ")), " ") != "timeout 3 | default @saved" {
+			t.Errorf("%q: cmdline %q, loader.conf %q, %v", eol, cl, c.LoaderConf, err)
 		}
 	}
 }
