@@ -436,6 +436,13 @@ func (c *Config) checkImage(where string) error {
 	return nil
 }
 
+// maxName is the longest file name Linux file systems (and FAT's long names) hold; outSuffix
+// the longest suffix the builder puts after <id>_<version> but for split names.
+const (
+	maxName   = 255
+	outSuffix = ".raw.zst.tmp"
+)
+
 var archAliases = map[string]string{"x86-64": "amd64", "x86_64": "amd64", "aarch64": "arm64", "arm": "armhf", "x86": "i386", "i686": "i386"}
 
 // yesNo parses a systemd boolean.
@@ -494,6 +501,10 @@ func (c *Config) check() error {
 		if n.val == "" {
 			return fmt.Errorf("%s: %s= is required", c.File, n.key)
 		}
+	}
+	if n := len(c.BaseName() + outSuffix); n > maxName {
+		// Found before anything is built, not when the first output is renamed.
+		return fmt.Errorf("%s: [Image] Id= and Version= make output names of %d bytes (%s_%s%s); file systems hold %d", c.Where("Image", "Id"), n, c.ID, c.Version, outSuffix, maxName)
 	}
 	if !strings.HasPrefix(c.Init, "/") {
 		return fmt.Errorf("%s: [Store] Init=%s must be an absolute path in the booted root", c.Where("Store", "Init"), c.Init)

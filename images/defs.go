@@ -123,6 +123,9 @@ func LoadDefinitions(dir string, c *Config) ([]*Definition, error) {
 			if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 				return nil, fmt.Errorf("%s: SplitName=%s gives %q, not a file name", d.Where("SplitName"), d.SplitName, name)
 			}
+			if n := len(c.BaseName() + "." + strings.ReplaceAll(name, "%U", uuid.Nil.String()) + outSuffix); n > maxName {
+				return nil, fmt.Errorf("%s: SplitName=%s: the split file's name would be %d bytes; file systems hold %d", d.Where("SplitName"), d.SplitName, n, maxName)
+			}
 			// %U is the partition's own UUID, unique by construction (and not known yet
 			// when derived from the seed).
 			if !strings.Contains(d.SplitName, "%U") {
