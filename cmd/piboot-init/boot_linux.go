@@ -24,6 +24,9 @@ const newRoot = "/sysroot"
 // espType is the EFI system partition's type GUID.
 var espType = uuid.MustParse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 
+// execStarted says fromExec was started (it closes execKnown).
+var execStarted bool
+
 // mounted lists what this attempt mounted, so a retry starts from a clean /sysroot.
 var mounted []string
 
@@ -98,7 +101,6 @@ func boot(attempt int) error {
 		return err
 	}
 	if attempt == 1 {
-		fromExec()
 		logf("start", "/dev /proc /sys /run mounted")
 	}
 	b, err := os.ReadFile("/proc/cmdline")
@@ -107,11 +109,22 @@ func boot(attempt int) error {
 	}
 	cfg, cfgErr := parseCmdline(string(b))
 	tracing = cfg.Trace
-	if attempt == 1 {
-		if goStartup >= 0 {
-			tracef("exec at %d ms of uptime; main's package initialization %d ms later", startedUptime.Milliseconds(), goStartup.Milliseconds())
+	if !execStarted {
+		// Once per boot of the machine (an attempt that failed earlier did not get here).
+		execStarted = true
+		// Reading the kernel's log is for the figures only: off the critical path (it runs
+		// while the boot waits for the disk), except under piboot.trace, whose lines need
+		// it from the start.
+		if !tracing {
+			go fromExec()
 		} else {
-			tracef("exec time unknown (no \"Run /init\" in the kernel's log): counting from main's package initialization")
+			t := time.Now()
+			fromExec()
+			if goStartup >= 0 {
+				tracef("exec at %d ms of uptime; main's package initialization %d ms later (read from the kernel's log in %d ms)", (startedUptime - goStartup).Milliseconds(), goStartup.Milliseconds(), time.Since(t).Milliseconds())
+			} else {
+				tracef("exec time unknown (no \"Run /init\" in the kernel's log): counting from main's package initialization")
+			}
 		}
 	}
 	// /etc/repart.d, read once: it says which filesystem modules to load and what repart does.
@@ -274,7 +287,7 @@ func boot(attempt int) error {
 	}
 	args := append([]string{cfg.Init}, os.Args[1:]...)
 	logf("time", "%s", timeSummary(diskMs, repartMs, modWaitMs, time.Since(tMount).Milliseconds()))
-	logf("switch_root", "%s after %d ms", cfg.Init, time.Since(started).Milliseconds())
+	logf("switch_root", "%s after %d ms", cfg.Init, sinceExec().Milliseconds())
 	err = mount.SwitchRoot(newRoot, cfg.Init, args, os.Environ())
 	// The kernel filesystems may have moved already: put them back for the shell.
 	for _, d := range []string{"/dev", "/proc", "/sys", "/run"} {
@@ -441,10 +454,11 @@ func timeSummary(diskMs, repartMs, modWaitMs, mountMs int64) string {
 		}
 		modules.mu.Unlock()
 	}
-	start := "Go start-up unknown"
+	<-execKnown
+	exec, start := startedUptime, "Go start-up unknown"
 	if goStartup >= 0 {
-		start = fmt.Sprintf("Go start-up %d ms", goStartup.Milliseconds())
+		exec, start = startedUptime-goStartup, fmt.Sprintf("Go start-up %d ms", goStartup.Milliseconds())
 	}
 	return fmt.Sprintf("executed at %d ms of uptime (%s); disk %d ms, repart %d ms, waiting for modules %d ms, mounts %d ms%s; cpu %d ms user, %d ms system",
-		startedUptime.Milliseconds(), start, diskMs, repartMs, modWaitMs, mountMs, mods, user.Milliseconds(), sys.Milliseconds())
+		exec.Milliseconds(), start, diskMs, repartMs, modWaitMs, mountMs, mods, user.Milliseconds(), sys.Milliseconds())
 }

@@ -13,6 +13,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"time"
@@ -20,15 +21,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// started is when the kernel executed PID 1, for "switch_root: <init> after <N> ms":
-// until fromExec moves it back, it is when main's package initialization ran, which
-// misses the Go runtime's start-up before it (~100 ms under TCG). startedUptime is the
-// same moment as time since boot, goStartup the time from exec to main's initialization
-// (-1 while unknown).
+// started is when main's package initialization ran and startedUptime the same moment
+// as time since boot. The kernel executed PID 1 goStartup earlier (the Go runtime's
+// start-up, ~100 ms under TCG): execKnown is closed once fromExec has set goStartup
+// (still -1 if the kernel's log did not say). "switch_root: <init> after <N> ms" counts
+// from the exec (sinceExec).
 var (
 	started       = time.Now()
 	startedUptime = monotonic()
 	goStartup     = time.Duration(-1)
+	execKnown     = make(chan struct{})
 	tracing       bool // piboot.trace
 	// cpu0User and cpu0Sys are PID 1's CPU time when main's package initialization ran: as a kernel
 	// thread before the exec, PID 1 ran the kernel's own initialization (~700 ms system
@@ -49,19 +51,20 @@ func cpuSince0() (user, sys time.Duration) {
 	return u - cpu0User, s - cpu0Sys
 }
 
-// fromExec makes started the moment of the exec (from the kernel's log, so after /proc
-// is there is too late to matter: nothing was timed before).
+// fromExec sets goStartup from the kernel's log (it needs /dev and /proc) and closes
+// execKnown; it runs once.
 func fromExec() {
-	if goStartup >= 0 {
-		return
+	defer close(execKnown)
+	if up, ok := execUptime(); ok && up <= startedUptime {
+		goStartup = startedUptime - up
 	}
-	up, ok := execUptime()
-	if !ok || up > startedUptime {
-		return
-	}
-	goStartup = startedUptime - up
-	started = started.Add(-goStartup)
-	startedUptime = up
+}
+
+// sinceExec is the time since the kernel executed PID 1 (since main's initialization if
+// the exec's time is unknown).
+func sinceExec() time.Duration {
+	<-execKnown
+	return time.Since(started) + max(goStartup, 0)
 }
 
 func logf(step, format string, args ...any) {
@@ -76,7 +79,7 @@ func tracef(format string, args ...any) {
 	}
 	u, sys := cpuSince0()
 	fmt.Fprintf(os.Stdout, "piboot-init: trace: %5d ms (cpu %d+%d): "+format+"\n",
-		append([]any{time.Since(started).Milliseconds(), u.Milliseconds(), sys.Milliseconds()}, args...)...)
+		append([]any{sinceExec().Milliseconds(), u.Milliseconds(), sys.Milliseconds()}, args...)...)
 }
 
 func main() {
@@ -85,10 +88,17 @@ func main() {
 		os.Exit(1)
 	}
 	debug.SetTraceback("all")
+	// Until switch_root, collect garbage only past 64 MiB: the boot allocates a few MB and
+	// the collector's work is on the boot's critical path (one CPU under TCG). The
+	// emergency shell restores the default.
+	gcPercent := debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(64 << 20)
 	for attempt := 1; ; attempt++ {
 		err := safeBoot(attempt)
 		// boot only returns on failure: success execs the new init.
 		logf("error", "%v", err)
+		debug.SetGCPercent(gcPercent)
+		debug.SetMemoryLimit(math.MaxInt64)
 		safeShell()
 	}
 }

@@ -32,21 +32,25 @@ func execUptime() (up time.Duration, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	n, err := unix.Klogctl(unix.SYSLOG_ACTION_SIZE_BUFFER, nil)
-	if err != nil || n <= 0 {
+	// The two lines are the log's last few: read its end first (the kernel formats only
+	// what fits), all of it only if they are not both there.
+	size, err := unix.Klogctl(unix.SYSLOG_ACTION_SIZE_BUFFER, nil)
+	if err != nil || size <= 0 {
 		return 0, false
 	}
-	buf := make([]byte, n)
-	n, err = unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
-	if err != nil {
-		return 0, false
+	for _, n := range []int{min(8<<10, size), size} {
+		buf := make([]byte, n)
+		n, err = unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+		if err != nil {
+			return 0, false
+		}
+		run, ok1 := logTime(buf[:n], runInit)
+		logged, ok2 := logTime(buf[:n], probe)
+		if ok1 && ok2 && run <= logged {
+			return run + (before+after)/2 - logged, true
+		}
 	}
-	run, ok1 := logTime(buf[:n], runInit)
-	logged, ok2 := logTime(buf[:n], probe)
-	if !ok1 || !ok2 || run > logged {
-		return 0, false
-	}
-	return run + (before+after)/2 - logged, true
+	return 0, false
 }
 
 // probe is the line execUptime writes to the kernel's log (after "] " as it reads back).
