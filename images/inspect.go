@@ -200,7 +200,45 @@ func (rep *Report) readUKI(esp *vfat.FS, p string) error {
 	u, _ := info.Section(".uname")
 	rep.UKIs = append(rep.UKIs, UKIReport{Path: p, Version: osr["IMAGE_VERSION"], ImageID: osr["IMAGE_ID"], Uname: string(u),
 		Cmdline: info.Cmdline(), Size: st.Size(), ChecksumOK: info.Checksum == info.Computed})
+	if k := UKIKernelMachine(f.(io.ReaderAt), info); k != "" && k != info.Machine {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%s: the kernel (.linux) is for %s, the stub for %s: it cannot start", p, k, info.Machine))
+	}
 	return nil
+}
+
+// UKIKernelMachine returns the architecture of the PE image in a UKI's .linux section, named
+// as uki.Info.Machine names the stub's ("arm64", "x86-64", ...), or "" if it has none.
+func UKIKernelMachine(r io.ReaderAt, info *uki.Info) string {
+	for _, s := range info.Sections {
+		if s.Name != ".linux" {
+			continue
+		}
+		h := make([]byte, 512)
+		n, _ := r.ReadAt(h, int64(s.FileOffset))
+		h = h[:n]
+		if len(h) < 0x40 || string(h[:2]) != "MZ" {
+			return ""
+		}
+		pe := int(binary.LittleEndian.Uint32(h[0x3c:]))
+		if pe+6 > len(h) || pe < 0 {
+			if pe < 0 || pe > 1<<16 {
+				return ""
+			}
+			h = make([]byte, pe+6)
+			if _, err := r.ReadAt(h, int64(s.FileOffset)); err != nil {
+				return ""
+			}
+		}
+		if string(h[pe:pe+4]) != "PE\x00\x00" {
+			return ""
+		}
+		m := binary.LittleEndian.Uint16(h[pe+4:])
+		if name, ok := map[uint16]string{0xaa64: "arm64", 0x8664: "x86-64", 0x14c: "x86", 0x1c4: "arm", 0x5064: "riscv64", 0x6264: "loongarch64"}[m]; ok {
+			return name
+		}
+		return fmt.Sprintf("%#x", m)
+	}
+	return ""
 }
 
 // squashComp names squashfs compressor ids; an array, not a map, so it costs no init.

@@ -2,6 +2,7 @@ package images
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -786,6 +787,39 @@ func TestConfigContinuation(t *testing.T) {
 		cl, err := c.Cmdline("nix-store_v1")
 		if err != nil || cl != "console=ttyAMA0 quiet a b c piboot.store=nix-store_v1 init=/nix/store/bin/init" || strings.Join(strings.Fields(strings.Join(c.LoaderConf, " | ")), " ") != "timeout 3 | default @saved" {
 			t.Errorf("%q: cmdline %q, loader.conf %q, %v", eol, cl, c.LoaderConf, err)
+		}
+	}
+}
+
+// TestInspectKernelArch: a UKI whose kernel is for another architecture than its stub (an
+// arm64 kernel given to an amd64 image) builds, but Inspect says it cannot start.
+func TestInspectKernelArch(t *testing.T) {
+	for _, c := range []struct {
+		machine uint16
+		problem string
+	}{{0x8664, ""}, {0xaa64, "/EFI/Linux/qa_v1.efi: the kernel (.linux) is for arm64, the stub for x86-64: it cannot start"}} {
+		q := newQAImage(t, "amd64", map[string]string{"10-esp.conf": qaESP, "20-store.conf": qaStore})
+		k := make([]byte, 4096)
+		copy(k, "MZ")
+		binary.LittleEndian.PutUint32(k[0x3c:], 0x80)
+		copy(k[0x80:], "PE\x00\x00")
+		binary.LittleEndian.PutUint16(k[0x84:], c.machine)
+		k = append(k, "Linux version 6.1.0-qa (qa@host) #1\n"...)
+		if err := os.WriteFile(filepath.Join(q.dir, "vmlinuz"), k, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := q.build(t, filepath.Join(q.dir, "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(out.Image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := Inspect(f, out.Size)
+		f.Close()
+		if err != nil || strings.Join(rep.Problems, "\n") != c.problem {
+			t.Errorf("machine %#x: %v, problems %q, want %q", c.machine, err, rep.Problems, c.problem)
 		}
 	}
 }

@@ -100,6 +100,9 @@ func inspectUKI(name string, r io.ReaderAt, size int64) int {
 		ck = fmt.Sprintf("WRONG (stored %#x, computed %#x)", info.Checksum, info.Computed)
 	}
 	fmt.Printf("checksum: %s\n", ck)
+	if k := images.UKIKernelMachine(r, info); k != "" && k != info.Machine {
+		fmt.Printf("problem: the kernel (.linux) is for %s, the stub for %s: it cannot start\n", k, info.Machine)
+	}
 	osr := info.OSRelease()
 	if v := osr["IMAGE_VERSION"]; v != "" {
 		fmt.Printf("version: %s %s\n", osr["IMAGE_ID"], v)
