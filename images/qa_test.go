@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -611,6 +612,16 @@ func TestReproducibleAcrossEnvironments(t *testing.T) {
 	os.Symlink("/nix/store/bin/init", filepath.Join(a.store, "init"))
 	os.Symlink("nowhere", filepath.Join(a.store, "dangling"))
 	os.Link(filepath.Join(a.store, "lib/libc.so.6"), filepath.Join(a.store, "lib/libc.so"))
+	// Special files go in as they are, as mksquashfs stores them.
+	if err := syscall.Mkfifo(filepath.Join(a.store, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := os.Geteuid() == 0
+	if root {
+		if err := syscall.Mknod(filepath.Join(a.store, "null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	outA := filepath.Join(a.dir, "out")
 	if _, err := a.build(t, outA); err != nil {
@@ -643,6 +654,11 @@ func TestReproducibleAcrossEnvironments(t *testing.T) {
 		case st.Mode()&os.ModeSymlink != 0:
 			l, _ := os.Readlink(src)
 			os.Symlink(l, dst)
+		case st.Mode()&(os.ModeNamedPipe|os.ModeDevice) != 0:
+			sys := st.Sys().(*syscall.Stat_t)
+			if err := syscall.Mknod(dst, sys.Mode, int(sys.Rdev)); err != nil {
+				t.Fatal(err)
+			}
 		default:
 			ino := st.Sys().(*syscall.Stat_t).Ino
 			if first, ok := inodes[ino]; ok {
@@ -680,7 +696,8 @@ func TestReproducibleAcrossEnvironments(t *testing.T) {
 			t.Errorf("%s differs", n)
 		}
 	}
-	if ls := run(t, "unsquashfs", "-lls", extract(t, filepath.Join(outA, "qa_v1.raw"), mustStore(t, outA))); !strings.Contains(ls, "-rwsr-xr-x") || !strings.Contains(ls, "drwxrwxrwt") || !strings.Contains(ls, "dangling -> nowhere") {
+	if ls := run(t, "unsquashfs", "-lls", extract(t, filepath.Join(outA, "qa_v1.raw"), mustStore(t, outA))); !strings.Contains(ls, "-rwsr-xr-x") || !strings.Contains(ls, "drwxrwxrwt") || !strings.Contains(ls, "dangling -> nowhere") ||
+		!strings.Contains(ls, "prw-------") || root && !regexp.MustCompile(`(?m)^crw.* 1,  3 .*squashfs-root/null$`).MatchString(ls) {
 		t.Errorf("store listing:\n%s", ls)
 	}
 }
