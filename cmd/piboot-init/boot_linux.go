@@ -238,6 +238,7 @@ func boot(attempt int) error {
 	tMount := time.Now()
 	modWaitMs := tMount.Sub(tMods).Milliseconds()
 	tracef("modules in (waited %d ms)", modWaitMs)
+	traceModuleInits()
 	rootPart, ok := disk.ByLabel(cfg.Root)
 	if !ok {
 		return fmt.Errorf("%s has no partition labelled %q (piboot.root=); partitions: %s", devPath, cfg.Root, strings.Join(disk.Labels(), ", "))

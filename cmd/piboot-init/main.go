@@ -13,7 +13,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"runtime/debug"
 	"time"
@@ -88,17 +87,10 @@ func main() {
 		os.Exit(1)
 	}
 	debug.SetTraceback("all")
-	// Until switch_root, collect garbage only past 64 MiB: the boot allocates a few MB and
-	// the collector's work is on the boot's critical path (one CPU under TCG). The
-	// emergency shell restores the default.
-	gcPercent := debug.SetGCPercent(-1)
-	debug.SetMemoryLimit(64 << 20)
 	for attempt := 1; ; attempt++ {
 		err := safeBoot(attempt)
 		// boot only returns on failure: success execs the new init.
 		logf("error", "%v", err)
-		debug.SetGCPercent(gcPercent)
-		debug.SetMemoryLimit(math.MaxInt64)
 		safeShell()
 	}
 }
