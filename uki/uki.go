@@ -81,6 +81,13 @@ func Build(in Input) ([]byte, error) {
 	if err := checkKernel(in.Linux); err != nil {
 		return nil, err
 	}
+	// The stub jumps into the kernel's PE entry point: both must be for one machine, or
+	// the image is built without a word and never boots.
+	if h, err := parseHeader(in.Stub); err == nil {
+		if k, ok := peMachine(in.Linux); ok && k != h.machine {
+			return nil, fmt.Errorf("uki: the kernel is for %s, the stub for %s", machineName(k), machineName(h.machine))
+		}
+	}
 	return AppendSections(in.Stub, in.Sections())
 }
 
@@ -94,6 +101,25 @@ func checkKernel(k []byte) error {
 		return errors.New("uki: kernel is not an EFI-stub image (no MZ header)")
 	}
 	return nil
+}
+
+// peMachine returns the COFF machine of a PE image, if b is one.
+func peMachine(b []byte) (uint16, bool) {
+	if len(b) < 0x40 || b[0] != 'M' || b[1] != 'Z' {
+		return 0, false
+	}
+	pe := int(le32(b, 0x3c))
+	if pe <= 0 || pe+6 > len(b) || string(b[pe:pe+4]) != "PE\x00\x00" {
+		return 0, false
+	}
+	return le16(b, pe+4), true
+}
+
+func machineName(m uint16) string {
+	if n, ok := machines[m]; ok {
+		return n
+	}
+	return fmt.Sprintf("%#x", m)
 }
 
 // peHeader holds the offsets of the fields AppendSections patches.

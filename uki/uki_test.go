@@ -269,3 +269,27 @@ func TestRealStubs(t *testing.T) {
 		})
 	}
 }
+
+// TestKernelStubMismatch: an arm64 kernel behind the x86-64 stub (and the reverse) is
+// refused; the stub would jump into code it cannot run.
+func TestKernelStubMismatch(t *testing.T) {
+	for _, c := range []struct{ kernel, stub, want string }{
+		{"arm64", "amd64", "the kernel is for arm64, the stub for x86-64"},
+		{"amd64", "arm64", "the kernel is for x86-64, the stub for arm64"},
+	} {
+		vmlinuz, _ := testutil.Kernel(t, c.kernel)
+		_, stubPath := testutil.SystemdBoot(t, c.stub)
+		linux, err := os.ReadFile(vmlinuz)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stub, err := os.ReadFile(stubPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Build(Input{Stub: stub, Linux: linux, Cmdline: "x"})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s kernel, %s stub: err = %v, want %q", c.kernel, c.stub, err, c.want)
+		}
+	}
+}

@@ -57,6 +57,10 @@ func runBuild(args []string) int {
 		ov = append(ov, images.Override{Section: "Kernel", Key: "CommandLine", Value: *extra})
 	}
 	c, err := images.LoadConfig(*conf, ov)
+	if err == nil {
+		// Before anything is written: a missing input is named with its image.conf line.
+		err = c.CheckInputs()
+	}
 	if err != nil {
 		return fail("build", err)
 	}

@@ -18,7 +18,8 @@ type DirOptions struct {
 // AddDir adds the directory hostDir and everything below it at path at in the tree, with
 // the metadata lstat reports: owners, modes, mtimes, device numbers, and hardlinks (files
 // sharing a device and inode number) as one inode. Symlinks are stored, never followed.
-// File contents are read only when the image is written.
+// File contents are read only when the image is written. A hostDir that is not a
+// directory is added alone at at.
 func (t *Tree) AddDir(hostDir, at string, opts DirOptions) error {
 	at, err := cleanPath(at)
 	if err != nil {
@@ -29,7 +30,14 @@ func (t *Tree) AddDir(hostDir, at string, opts DirOptions) error {
 		return err
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s: not a directory", hostDir)
+		// A single file (or symlink, device...) is added as itself at at, as
+		// systemd-repart's CopyFiles= copies a file source to its target path.
+		e, err := lstatEntry(hostDir, opts)
+		if err != nil {
+			return err
+		}
+		e.Path = at
+		return t.Add(e)
 	}
 	return filepath.WalkDir(hostDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
