@@ -21,8 +21,8 @@ import (
 // that is there: for each device's modalias, first those sysfs lists (coldplug), then
 // those the kernel announces in uevents as drivers probe and new devices appear (a USB
 // stick behind xHCI; its SCSI disk behind usb-storage). Modules needed by name (the
-// filesystems, crc32c) load after the coldplugged drivers, so the disk's driver gets the
-// CPU first; filesystems this boot does not mount (xfs under an ext4 root, say) are
+// filesystems, crc32c) start once the coldplug scan is over and queue for the CPU slots
+// behind the drivers it found, so the disk's driver gets the CPU first; filesystems this boot does not mount (xfs under an ext4 root, say) are
 // deferred: loaded on demand (ensureFS) or before the emergency shell.
 type moduleLoader struct {
 	ready    chan struct{} // closed once the list was read: the fields below are set
@@ -41,18 +41,20 @@ type moduleLoader struct {
 	sem    chan struct{} // one finit_module per CPU
 	t0     time.Time
 
-	mu       sync.Mutex
-	idle     *sync.Cond // signalled when pending drops to 0
-	pending  int        // loads started for devices and names, not finished
-	seen     map[string]bool
-	n        int // loaded
-	skipped  int // ENODEV: nothing to drive here
-	failed   int
-	devices  []string      // loaded for devices, in order
-	last     time.Time     // when the last module was in
-	drivers  time.Time     // when the coldplugged devices' drivers were in
-	inKernel time.Duration // inside finit_module, summed over threads
-	reported bool          // the summary line is out; later loads get a line each
+	mu      sync.Mutex
+	idle    *sync.Cond // signalled when pending drops to 0
+	pending int        // loads started for devices and names, not finished
+	seen    map[string]bool
+	n       int // loaded
+	skipped int // ENODEV: nothing to drive here
+	failed  int
+	devices []string  // loaded for devices, in order
+	last    time.Time // when the last module was in
+	drivers time.Time // when the coldplugged devices' drivers were in
+	// coldplugged is set once the coldplug scan is over (drivers counts from then).
+	coldplugged bool
+	inKernel    time.Duration // inside finit_module, summed over threads
+	reported    bool          // the summary line is out; later loads get a line each
 
 	deferMu sync.Mutex // serializes on-demand loading
 }
@@ -239,10 +241,10 @@ func (m *moduleLoader) load(ev *hotplug) error {
 	}
 	m.coldplug()
 	m.mu.Lock()
-	for m.pending > 0 {
-		m.idle.Wait()
+	m.coldplugged = true
+	if m.pending == 0 {
+		m.drivers = time.Now()
 	}
-	m.drivers = time.Now()
 	m.mu.Unlock()
 
 	// Then what is needed by name.
@@ -383,6 +385,9 @@ func (m *moduleLoader) device(modalias string) {
 			m.ensure(j, true)
 			m.mu.Lock()
 			if m.pending--; m.pending == 0 {
+				if m.coldplugged && m.drivers.IsZero() {
+					m.drivers = time.Now()
+				}
 				m.idle.Broadcast()
 			}
 			m.mu.Unlock()
