@@ -74,7 +74,7 @@ func TestUKIBuildInspectCommands(t *testing.T) {
 
 	// piboot build with the demo definitions and a tiny store, then inspect the image.
 	store := filepath.Join(dir, "store")
-	write("store/bin/piboot-demo", "demo")
+	os.Chmod(write("store/bin/piboot-demo", "demo"), 0o755) // the init: piboot build checks it is executable
 	conf, err := filepath.Abs("../../images/demo/image.conf")
 	if err != nil {
 		t.Fatal(err)
