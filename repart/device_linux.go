@@ -16,6 +16,12 @@ func CheckWritable(path string) error {
 		return err
 	}
 	defer f.Close()
+	return checkWritable(f, path)
+}
+
+// checkWritable is CheckWritable on a file already open (Run's own descriptor: a second
+// open and last close of a block device costs more than the ioctl).
+func checkWritable(f *os.File, path string) error {
 	fi, err := f.Stat()
 	if err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Mode()&os.ModeCharDevice != 0 {
 		return err

@@ -54,6 +54,12 @@ func Run(o Options) (*Layout, error) {
 	if err := lock(f, !o.DryRun); err != nil {
 		return nil, fmt.Errorf("%s: lock: %w", o.Target, err)
 	}
+	// A read-only device opens for writing; only the first write would fail, after the plan.
+	if !o.DryRun {
+		if err := checkWritable(f, o.Target); err != nil {
+			return nil, err
+		}
+	}
 	size, ss, err := DeviceSize(f)
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf16"
 )
 
@@ -23,13 +24,17 @@ const EFIVars = "/sys/firmware/efi/efivars"
 // (systemd-boot did not set LoaderBootCountPath): nothing to do.
 var ErrNoBootCounting = errors.New("not booted with boot counting in effect")
 
-var counterRE = regexp.MustCompile(`^(.*)\+([0-9]+)(?:-([0-9]+))?(\.[^.+]*)?$`)
+// counterRE is compiled on first use, not at init: every piboot subcommand links this
+// package, and only bless and update read boot counters.
+var counterRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(.*)\+([0-9]+)(?:-([0-9]+))?(\.[^.+]*)?$`)
+})
 
 // BootCounter splits a Boot Loader Spec file name "name+LEFT-DONE.ext" into the name
 // without counter ("name.ext"), tries left and done (missing DONE is 0). ok is false when
 // the name has no counter.
 func BootCounter(file string) (plain string, left, done uint64, ok bool) {
-	m := counterRE.FindStringSubmatch(file)
+	m := counterRE().FindStringSubmatch(file)
 	if m == nil {
 		return file, 0, 0, false
 	}

@@ -74,7 +74,9 @@ func runRepart(args []string) int {
 			return fail("repart", err)
 		}
 	}
-	if !o.DryRun {
+	// repart.Run refuses a read-only device itself, on the descriptor it writes through;
+	// --empty= other than refuse may write before Run, so it is checked here first.
+	if !o.DryRun && mode != repart.EmptyRefuse {
 		if err := repart.CheckWritable(target); err != nil {
 			return fail("repart", err)
 		}

@@ -543,7 +543,8 @@ func asciiLower(s string) string {
 // short names by default.
 const cp437 = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u00a0"
 
-var cp437Runes = []rune(cp437)
+// cp437Runes is built on first use (reading a short name with a byte >= 0x80), not at init.
+var cp437Runes = sync.OnceValue(func() []rune { return []rune(cp437) })
 
 func decodeOEM(b []byte) string {
 	var s strings.Builder
@@ -551,7 +552,7 @@ func decodeOEM(b []byte) string {
 		if c < 0x80 {
 			s.WriteByte(c)
 		} else {
-			s.WriteRune(cp437Runes[c-0x80])
+			s.WriteRune(cp437Runes()[c-0x80])
 		}
 	}
 	return s.String()

@@ -6,6 +6,7 @@ import (
 	"github.com/piboot/piboot/internal/iszero"
 	"io"
 	"io/fs"
+	"sync"
 )
 
 // target bounds every write to [0, size) of the underlying WriterAt.
@@ -25,7 +26,9 @@ func (t *target) writeAt(p []byte, off int64) error {
 	return nil
 }
 
-var zeros = make([]byte, 1<<20)
+// zeros is allocated on first use: every piboot subcommand links this package, and most
+// never write a FAT, so a 1 MiB allocation at init would cost each of them.
+var zeros = sync.OnceValue(func() []byte { return make([]byte, 1<<20) })
 
 // zero writes n zero bytes at off, unless the target is known to be zeroed already.
 func (t *target) zero(off, n int64) error {
@@ -36,8 +39,9 @@ func (t *target) zero(off, n int64) error {
 		return nil
 	}
 	for n > 0 {
-		k := min(n, int64(len(zeros)))
-		if err := t.writeAt(zeros[:k], off); err != nil {
+		z := zeros()
+		k := min(n, int64(len(z)))
+		if err := t.writeAt(z[:k], off); err != nil {
 			return err
 		}
 		off, n = off+k, n-k
