@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
 
@@ -24,31 +24,37 @@ func AutoProgress(prefix string) *Progress {
 	return &Progress{W: os.Stderr, Terminal: term.IsTerminal(int(os.Stderr.Fd())), Prefix: prefix}
 }
 
+// The bar is drawn here rather than by github.com/schollz/progressbar: that package and
+// its dependencies (colorstring's regexps, uniseg's tables) ran their initializers at every
+// start of piboot, also for `piboot repart`, where start-up is most of the time a user waits.
+
+// barWidth is the bar's width in cells; barEvery bounds how often it is redrawn.
+const (
+	barWidth = 30
+	barEvery = 100 * time.Millisecond
+)
+
 // task is one step in progress.
 type task struct {
 	p     *Progress
 	what  string
 	start time.Time
-	bar   *progressbar.ProgressBar
+	total int64 // bytes expected; 0 when unknown
+	bar   bool  // drawing a bar (a terminal)
 	mu    sync.Mutex
 	n     int64
+	drawn time.Time // last redraw
+	width int       // cells of the last line drawn, blanked by a shorter one
 }
 
 func (p *Progress) start(what string, total int64) *task {
-	t := &task{p: p, what: what, start: time.Now()}
+	t := &task{p: p, what: what, start: time.Now(), total: total}
 	if p == nil || p.W == nil {
 		return t
 	}
 	if p.Terminal {
-		t.bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetWriter(p.W),
-			progressbar.OptionSetDescription(p.Prefix+what),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionShowElapsedTimeOnFinish(),
-			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.W) }),
-		)
+		t.bar = true
+		t.draw()
 		return t
 	}
 	if total > 0 {
@@ -65,18 +71,53 @@ func (t *task) add(n int) {
 	}
 	t.mu.Lock()
 	t.n += int64(n)
-	if t.bar != nil {
-		t.bar.Add(n)
+	if t.bar && time.Since(t.drawn) >= barEvery {
+		t.draw()
 	}
 	t.mu.Unlock()
+}
+
+// draw rewrites the terminal line: "prefix what  45% [=============>     ] 12.3 MiB/27.0 MiB
+// (8.1 MiB/s)", or without percentage and bar when the total is unknown. t.mu is held or t
+// is not shared yet.
+func (t *task) draw() {
+	t.drawn = time.Now()
+	var b strings.Builder
+	b.WriteString("\r")
+	b.WriteString(t.p.Prefix + t.what)
+	if t.total > 0 {
+		n := min(t.n, t.total)
+		full := int(n * barWidth / t.total)
+		head := ""
+		if full < barWidth {
+			head = ">"
+		}
+		fmt.Fprintf(&b, " %3d%% [%s%s%s] %s/%s", n*100/t.total, strings.Repeat("=", full), head,
+			strings.Repeat(" ", barWidth-full-len(head)), human(t.n), human(t.total))
+	} else {
+		fmt.Fprintf(&b, " %s", human(t.n))
+	}
+	if secs := t.drawn.Sub(t.start).Seconds(); secs >= 1 {
+		fmt.Fprintf(&b, " (%s/s)", human(int64(float64(t.n)/secs)))
+	}
+	line := b.String()
+	w := len([]rune(line)) - 1
+	if w < t.width {
+		line += strings.Repeat(" ", t.width-w)
+	}
+	t.width = w
+	io.WriteString(t.p.W, line)
 }
 
 func (t *task) done(result string) {
 	if t == nil || t.p == nil || t.p.W == nil {
 		return
 	}
-	if t.bar != nil {
-		t.bar.Finish()
+	if t.bar {
+		t.mu.Lock()
+		t.draw()
+		t.mu.Unlock()
+		fmt.Fprintf(t.p.W, " done in %.1fs\n", time.Since(t.start).Seconds())
 		if result != "" {
 			fmt.Fprintf(t.p.W, "%s%s: %s\n", t.p.Prefix, t.what, result)
 		}
@@ -86,6 +127,31 @@ func (t *task) done(result string) {
 		result = ": " + result
 	}
 	fmt.Fprintf(t.p.W, "%s%s: done in %.1fs%s\n", t.p.Prefix, t.what, time.Since(t.start).Seconds(), result)
+}
+
+// Bytes returns a writer that only counts: a step of total bytes (total <= 0: unknown)
+// whose progress is what is written to it, for callers that see the bytes flow past, such
+// as piboot update's downloads. The step is done when total bytes have arrived.
+func (p *Progress) Bytes(what string, total int64) io.Writer {
+	return &bytesTask{t: p.start(what, total)}
+}
+
+type bytesTask struct {
+	t    *task
+	once sync.Once
+}
+
+func (b *bytesTask) Write(p []byte) (int, error) {
+	b.t.add(len(p))
+	if b.t.total > 0 {
+		b.t.mu.Lock()
+		complete := b.t.n >= b.t.total
+		b.t.mu.Unlock()
+		if complete {
+			b.once.Do(func() { b.t.done("") })
+		}
+	}
+	return len(p), nil
 }
 
 // info prints a plain line.

@@ -4,16 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"runtime"
 	"strings"
 	"syscall"
 
+	"github.com/piboot/piboot/images"
 	"github.com/piboot/piboot/sysupdate"
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 )
 
 func init() {
@@ -58,10 +56,8 @@ func runUpdate(args []string) int {
 		SourceOptions: sysupdate.SourceOptions{CAFile: *caFile}}
 	if !*quiet {
 		u.Log = os.Stderr
-		if term.IsTerminal(int(os.Stderr.Fd())) {
-			u.Progress = func(name string, size int64) io.Writer {
-				return progressbar.DefaultBytes(size, name)
-			}
+		if p := images.AutoProgress(""); p.Terminal {
+			u.Progress = p.Bytes
 		}
 	}
 	if *source != "" {
