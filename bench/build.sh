@@ -112,3 +112,4 @@ printf 'time ratio piboot/systemd-repart:            %.2fx (goal <= 0.5x)\n' "$(
 printf 'compressed image ratio piboot/systemd-repart: %.2fx (goal <= 0.9x)\n' "$(echo "$pz / $sz" | bc -l)"
 printf 'compressed image ratio vs zstd -3:            %.2fx\n' "$(echo "$pz / $s3" | bc -l)"
 printf 'compressed store ratio piboot/systemd-repart: %.2fx\n' "$(echo "$pst / $sst" | bc -l)"
+echo "load average (1, 5, 15 min): $(cut -d' ' -f1-3 /proc/loadavg)"

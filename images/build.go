@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -203,7 +202,7 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, storeDef, err := c.roles(defs)
+	espDef, storeDef, err := c.roles(defs)
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +265,10 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 		seed = NewSeed(c.Seed)
 	}
 	mtime := time.Unix(in.epoch, 0).UTC()
+	// Each partition is compressed as soon as it is written; on a failed build, the
+	// compressors are waited for before the image goes.
+	zst := newZstdPipeline(f, imgPath, opts.ZstdLevel)
+	defer zst.abort()
 	var placed []Placed
 	off := int64(FirstOffset)
 	for i, d := range defs {
@@ -328,6 +331,7 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 			return nil, err
 		}
 		placed = append(placed, Placed{Part: part, Index: i + 1, Offset: off, Size: size})
+		zst.partition(i+1, off, size)
 		off = NextOffset(off + size)
 	}
 	last := placed[len(placed)-1]
@@ -353,19 +357,37 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 		return nil, err
 	}
 
-	// Split files of the partitions that ask for one.
+	// Split files of the partitions that ask for one. The ESP's goes to out/ only: updates
+	// carry its content as the UKI.
+	splitZst := map[int64]string{}
+	var espSplit string
 	for i, d := range defs {
 		if d.SplitName == "" || d.SplitName == "-" {
 			continue
 		}
-		name := base + "." + expandSplit(d.SplitName, d, placed[i].Index) + ".raw"
+		// %U is the UUID the partition got, derived when the definition has none.
+		withUUID := *d
+		withUUID.UUID = placed[i].UUID
+		name := base + "." + expandSplit(d.SplitName, &withUUID, placed[i].Index) + ".raw"
+		if d == espDef {
+			espSplit = abs(name) + ".zst"
+		}
 		t := p.start("split "+name, placed[i].Size)
 		if err := copySparse(abs(name), f, placed[i].Offset, placed[i].Size, t); err != nil {
 			return nil, err
 		}
 		t.done("")
 		out.Split = append(out.Split, abs(name))
+		out.SplitZst = append(out.SplitZst, abs(name)+".zst")
+		splitZst[placed[i].Offset] = abs(name) + ".zst"
 	}
+
+	// Compressed copies: every partition compressed once, its frames reused in the
+	// image's .zst and as its split file's .zst.
+	if err := zst.finish(imgPath+".zst", out.Size, splitZst, p); err != nil {
+		return nil, err
+	}
+	out.ImageZst = imgPath + ".zst"
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
@@ -374,17 +396,6 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 		return nil, err
 	}
 	out.Image = imgPath
-
-	// Compressed copies.
-	for _, src := range append([]string{imgPath}, out.Split...) {
-		if err := compressFile(src, src+".zst", opts.ZstdLevel, p); err != nil {
-			return nil, err
-		}
-	}
-	out.ImageZst = imgPath + ".zst"
-	for _, s := range out.Split {
-		out.SplitZst = append(out.SplitZst, s+".zst")
-	}
 
 	// Files for direct-kernel boots and the UKI on its own.
 	out.UKI, out.Vmlinuz, out.Initrd, out.CmdlineFile = abs(c.UKIName()), abs("vmlinuz"), abs("initrd.cpio.zst"), abs("cmdline.txt")
@@ -401,7 +412,10 @@ func Build(c *Config, opts Options) (*Outputs, error) {
 	// and SHA256SUMS over all of them.
 	out.UpdateDir = abs("update")
 	for _, src := range append(append([]string(nil), out.SplitZst...), out.UKI) {
-		if err := copyFile(filepath.Join(out.UpdateDir, filepath.Base(src)), src); err != nil {
+		if src == espSplit {
+			continue
+		}
+		if err := linkOrCopy(filepath.Join(out.UpdateDir, filepath.Base(src)), src); err != nil {
 			return nil, err
 		}
 	}
@@ -473,14 +487,15 @@ func (d *Definition) espFiles(esp map[string][]byte) (map[string][]byte, error) 
 			rel, ok := name, src == ""
 			if !ok {
 				rel, ok = strings.CutPrefix(name, src+"/")
-				if name == src {
-					rel, ok = path.Base(name), true
-				}
 			}
-			if !ok {
+			if !ok && name != src {
 				continue
 			}
 			dst := strings.TrimPrefix(path.Join(cf.Target, rel), "/")
+			if name == src {
+				// A file source names its target file, as systemd-repart copies it.
+				dst = strings.TrimPrefix(path.Clean(cf.Target), "/")
+			}
 			files[dst] = b
 			n++
 		}
@@ -557,49 +572,6 @@ func copySparse(dst string, src io.ReaderAt, off, size int64, t *task) error {
 	return os.Rename(tmp, dst)
 }
 
-// compressFile writes src compressed with zstd to dst, on all cores. The output does not
-// depend on the number of cores (klauspost's encoder splits the stream into the same
-// blocks whatever its concurrency).
-func compressFile(src, dst string, level zstd.EncoderLevel, p *Progress) error {
-	if level == 0 {
-		level = zstd.SpeedBestCompression
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	t := p.start("zstd "+filepath.Base(dst), st.Size())
-	enc, err := zstd.NewWriter(out, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true))
-	if err != nil {
-		out.Close()
-		return err
-	}
-	if _, err := io.Copy(enc, countingReader{in, t}); err != nil {
-		enc.Close()
-		out.Close()
-		return fmt.Errorf("zstd %s: %w", src, err)
-	}
-	if err := errors.Join(enc.Close(), out.Sync(), out.Close()); err != nil {
-		return err
-	}
-	if st, err := os.Stat(tmp); err == nil {
-		t.done(human(st.Size()))
-	}
-	return os.Rename(tmp, dst)
-}
-
 func writeAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, data, 0o644); err != nil {
@@ -607,6 +579,21 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// linkOrCopy makes dst a hard link to src, or a copy where links are not possible. A later
+// build replaces src by renaming a new file over it, so dst keeps this build's bytes.
+func linkOrCopy(dst, src string) error {
+	tmp := dst + ".tmp"
+	os.Remove(tmp)
+	if err := os.Link(src, tmp); err == nil {
+		if err := os.Rename(tmp, dst); err != nil {
+			os.Remove(tmp)
+			return err
+		}
+		return nil
+	}
+	return copyFile(dst, src)
 }
 
 func copyFile(dst, src string) error {

@@ -1,0 +1,303 @@
+package images
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/piboot/piboot/internal/iszero"
+)
+
+// zstdChunk is the granularity at which compressRange tells zero runs from data. Partitions
+// start on 1 MiB boundaries, so a partition's frames are the same whether it is compressed
+// on its own or as part of the image, and whatever file system holds the image.
+const zstdChunk = 1 << 20
+
+// compressRange writes size bytes of src at off to w as zstd frames: each run of all-zero
+// chunks is one frame of RLE blocks (a few bytes per 128 KiB, no encoder work), each run of
+// data one frame of enc. A .zst may be a concatenation of frames; zstd -d, klauspost's
+// decoder and sysupdate read them as one stream. Holes in src are skipped without reading;
+// the frames depend on the bytes only.
+func compressRange(w io.Writer, enc *zstd.Encoder, src *os.File, off, size int64, progress func(int)) error {
+	buf := make([]byte, zstdChunk)
+	var zeros int64
+	open := false
+	data := int64(-1) // the next offset that may hold data; below it, src is a hole
+	for pos := int64(0); pos < size; {
+		n := min(int64(len(buf)), size-pos)
+		if data < off+pos {
+			var err error
+			if data, err = nextData(src, off+pos); err != nil {
+				return err
+			}
+		}
+		zero := data >= off+pos+n
+		if !zero {
+			// Past the file's end reads as zeros: the image is truncated to its size only
+			// after its partitions are compressed.
+			k, err := src.ReadAt(buf[:n], off+pos)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			clear(buf[k:n])
+			zero = iszero.Bytes(buf[:n])
+		}
+		if zero {
+			if open {
+				if err := enc.Close(); err != nil {
+					return err
+				}
+				open = false
+			}
+			zeros += n
+		} else {
+			if zeros > 0 {
+				if _, err := w.Write(zeroFrame(zeros)); err != nil {
+					return err
+				}
+				zeros = 0
+			}
+			if !open {
+				enc.Reset(w)
+				open = true
+			}
+			if _, err := enc.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			progress(int(n))
+		}
+		pos += n
+	}
+	if open {
+		return enc.Close()
+	}
+	if zeros > 0 {
+		_, err := w.Write(zeroFrame(zeros))
+		return err
+	}
+	return nil
+}
+
+func newZstdEncoder(level zstd.EncoderLevel) (*zstd.Encoder, error) {
+	if level == 0 {
+		level = zstd.SpeedBestCompression
+	}
+	// The output does not depend on the concurrency: klauspost's encoder splits the stream
+	// into the same blocks whatever the number of cores.
+	return zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(true), zstd.WithZeroFrames(true))
+}
+
+// zeroFrame returns a zstd frame of n zero bytes: RLE blocks of 128 KiB, a 128 KiB window
+// (decoders need no more memory than for one block) and the content checksum.
+func zeroFrame(n int64) []byte {
+	const block = 128 << 10
+	b := binary.LittleEndian.AppendUint32(nil, 0xFD2FB528)
+	// Frame header: 8-byte content size, checksum; window 2^17.
+	b = append(b, 3<<6|1<<2, (17-10)<<3)
+	b = binary.LittleEndian.AppendUint64(b, uint64(n))
+	for left := n; left > 0; {
+		k := min(left, block)
+		left -= k
+		h := uint32(k)<<3 | 1<<1 // RLE block
+		if left == 0 {
+			h |= 1 // last
+		}
+		b = append(b, byte(h), byte(h>>8), byte(h>>16), 0)
+	}
+	return binary.LittleEndian.AppendUint32(b, uint32(xxh64Zeros(n)))
+}
+
+const (
+	xxP1 uint64 = 11400714785074694791
+	xxP2 uint64 = 14029467366897019727
+	xxP3 uint64 = 1609587929392839161
+	xxP4 uint64 = 9650029242287828579
+	xxP5 uint64 = 2870177450012600261
+)
+
+// xxh64Zeros is XXH64 (seed 0) of n zero bytes, the checksum zstd frames carry.
+func xxh64Zeros(n int64) uint64 {
+	round := func(acc, in uint64) uint64 { return bits.RotateLeft64(acc+in*xxP2, 31) * xxP1 }
+	var h uint64
+	left := n
+	if n >= 32 {
+		p1, p2 := xxP1, xxP2 // variables: the sums wrap around
+		v1, v2, v3, v4 := p1+p2, p2, uint64(0), -p1
+		for ; left >= 32; left -= 32 {
+			v1, v2, v3, v4 = round(v1, 0), round(v2, 0), round(v3, 0), round(v4, 0)
+		}
+		h = bits.RotateLeft64(v1, 1) + bits.RotateLeft64(v2, 7) + bits.RotateLeft64(v3, 12) + bits.RotateLeft64(v4, 18)
+		for _, v := range []uint64{v1, v2, v3, v4} {
+			h = (h^round(0, v))*xxP1 + xxP4
+		}
+	} else {
+		h = xxP5
+	}
+	h += uint64(n)
+	for ; left >= 8; left -= 8 {
+		h = bits.RotateLeft64(h^round(0, 0), 27)*xxP1 + xxP4
+	}
+	if left >= 4 {
+		h = bits.RotateLeft64(h, 23)*xxP2 + xxP3
+		left -= 4
+	}
+	for ; left > 0; left-- {
+		h = bits.RotateLeft64(h, 11) * xxP1
+	}
+	h ^= h >> 33
+	h *= xxP2
+	h ^= h >> 29
+	h *= xxP3
+	h ^= h >> 32
+	return h
+}
+
+// zstdPipeline compresses the image's partitions each once, as soon as each is written
+// (the ESP's while the store's squashfs is built), and assembles the image's .zst from their
+// frames; a split partition's frames become its .zst as they are.
+type zstdPipeline struct {
+	img   *os.File
+	base  string // the image's path: partition frames go to <base>.p<N>.zst.tmp
+	level zstd.EncoderLevel
+	parts []*zstdPart
+	mu    sync.Mutex
+	n     int64 // bytes compressed before the progress task started
+	t     *task
+}
+
+type zstdPart struct {
+	off, size int64
+	tmp       string
+	done      chan error // receives once; wait keeps the result
+	err       error
+	waited    bool
+}
+
+func newZstdPipeline(img *os.File, base string, level zstd.EncoderLevel) *zstdPipeline {
+	return &zstdPipeline{img: img, base: base, level: level}
+}
+
+func (z *zstdPipeline) add(n int) {
+	z.mu.Lock()
+	if z.t != nil {
+		z.t.add(n)
+	} else {
+		z.n += int64(n)
+	}
+	z.mu.Unlock()
+}
+
+// partition starts compressing the image's bytes [off, off+size), which must not change
+// any more.
+func (z *zstdPipeline) partition(index int, off, size int64) {
+	pt := &zstdPart{off: off, size: size, tmp: fmt.Sprintf("%s.p%d.zst.tmp", z.base, index), done: make(chan error, 1)}
+	z.parts = append(z.parts, pt)
+	go func() { pt.done <- compressFileRange(z.img, off, size, pt.tmp, z.level, z.add) }()
+}
+
+func (pt *zstdPart) wait() error {
+	if !pt.waited {
+		pt.err, pt.waited = <-pt.done, true
+	}
+	return pt.err
+}
+
+// abort waits for the partitions still being compressed and removes their frames.
+func (z *zstdPipeline) abort() {
+	for _, pt := range z.parts {
+		pt.wait()
+		os.Remove(pt.tmp)
+	}
+}
+
+// finish writes dst, the .zst of the whole image of size bytes, and renames each split
+// partition's frames (split: partition offset to its .zst path) into place.
+func (z *zstdPipeline) finish(dst string, size int64, split map[int64]string, p *Progress) error {
+	defer z.abort()
+	names := filepath.Base(dst)
+	for _, pt := range z.parts {
+		if s, ok := split[pt.off]; ok {
+			names += ", " + filepath.Base(s)
+		}
+	}
+	t := p.start("zstd "+names, size)
+	z.mu.Lock()
+	z.t = t
+	t.add(int(z.n))
+	z.mu.Unlock()
+	out, err := createTemp(dst)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(dst + ".tmp")
+	enc, err := newZstdEncoder(z.level)
+	pos := int64(0)
+	for _, pt := range z.parts {
+		if err == nil {
+			err = compressRange(out, enc, z.img, pos, pt.off-pos, z.add)
+		}
+		if err == nil {
+			if err = pt.wait(); err == nil {
+				err = appendFile(out, pt.tmp)
+			}
+		}
+		pos = pt.off + pt.size
+	}
+	if err == nil {
+		err = compressRange(out, enc, z.img, pos, size-pos, z.add)
+	}
+	if err := errors.Join(err, out.Sync(), out.Close()); err != nil {
+		return fmt.Errorf("zstd %s: %w", dst, err)
+	}
+	for _, pt := range z.parts {
+		if s, ok := split[pt.off]; ok {
+			if err := os.Rename(pt.tmp, s); err != nil {
+				return err
+			}
+		}
+	}
+	if st, err := os.Stat(dst + ".tmp"); err == nil {
+		t.done(human(st.Size()))
+	}
+	return os.Rename(dst+".tmp", dst)
+}
+
+// compressFileRange writes size bytes of src at off to dst as zstd frames, synced.
+func compressFileRange(src *os.File, off, size int64, dst string, level zstd.EncoderLevel, progress func(int)) error {
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	enc, err := newZstdEncoder(level)
+	if err == nil {
+		err = compressRange(out, enc, src, off, size, progress)
+	}
+	if err := errors.Join(err, out.Sync(), out.Close()); err != nil {
+		return fmt.Errorf("zstd %s: %w", dst, err)
+	}
+	return nil
+}
+
+func createTemp(dst string) (*os.File, error) {
+	return os.OpenFile(dst+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+}
+
+func appendFile(w io.Writer, name string) error {
+	f, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
