@@ -31,9 +31,9 @@ var (
 	goStartup     = time.Duration(-1)
 	execKnown     = make(chan struct{})
 	tracing       bool // piboot.trace
-	// cpu0User and cpu0Sys are PID 1's CPU time when main's package initialization ran: as a kernel
-	// thread before the exec, PID 1 ran the kernel's own initialization (~700 ms system
-	// time under TCG), which is not piboot-init's.
+	// cpu0User and cpu0Sys are PID 1's CPU time when main's package initialization
+	// ran: as a kernel thread before the exec, PID 1 ran the kernel's own initialization
+	// (~700 ms system time under TCG), which is not piboot-init's.
 	cpu0User, cpu0Sys = cpuTime()
 )
 

@@ -15,8 +15,9 @@ var runInit = []byte("] Run /init as init process")
 // execUptime returns when the kernel executed /init, on the CLOCK_MONOTONIC time line,
 // from the timestamp of its "Run /init as init process" message (logged at info level,
 // so it is in the kernel's log even under quiet). The log's clock (local_clock) and
-// CLOCK_MONOTONIC start apart by up to some 100 ms, so a probe line written to
-// /dev/kmsg between two clock readings ties them together. ok is false when the message
+// CLOCK_MONOTONIC do not share a zero (in QEMU the log's ran ahead of ours by more than
+// Go's start-up), so a probe line written to /dev/kmsg between two clock readings ties
+// them together. ok is false when the message
 // is not there (the log wrapped, or the kernel prints no times): the caller then counts
 // from main's package initialization. /proc/self/stat's starttime does not help: PID 1 is
 // forked long before the exec, when the kernel starts its own initialization.
