@@ -542,7 +542,7 @@ func expandSplit(s string, d *Definition, index int) string {
 
 // copySparse copies size bytes at off of src into a new file at dst, leaving holes where
 // src reads as zeros.
-func copySparse(dst string, src io.ReaderAt, off, size int64, t *task) error {
+func copySparse(dst string, src *os.File, off, size int64, t *task) error {
 	tmp := dst + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -550,8 +550,20 @@ func copySparse(dst string, src io.ReaderAt, off, size int64, t *task) error {
 	}
 	defer os.Remove(tmp)
 	buf := make([]byte, 1<<20)
+	data := int64(0) // the next offset that may hold data
 	for pos := int64(0); pos < size; {
 		n := int(min(int64(len(buf)), size-pos))
+		if data < off+pos {
+			if data, err = nextData(src, off+pos); err != nil {
+				f.Close()
+				return err
+			}
+		}
+		if data >= off+pos+int64(n) { // a hole: nothing to read or write
+			t.add(n)
+			pos += int64(n)
+			continue
+		}
 		if _, err := src.ReadAt(buf[:n], off+pos); err != nil {
 			f.Close()
 			return err
