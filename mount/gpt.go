@@ -11,18 +11,27 @@ import (
 // ReadGPT returns a TableReader that reads a disk's GPT through its node in devDir.
 func ReadGPT(devDir string) TableReader {
 	return func(d BlockDev) ([]Part, error) {
-		p := filepath.Join(devDir, d.Name)
-		f, err := os.Open(p)
+		t, err := ReadTable(devDir, d)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		t, err := gpt.Read(f, d.Size, d.SectorSize)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
 		return PartsOf(t), nil
 	}
+}
+
+// ReadTable reads d's GPT through its node in devDir; errors name the node.
+func ReadTable(devDir string, d BlockDev) (*gpt.Table, error) {
+	p := filepath.Join(devDir, d.Name)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	t, err := gpt.Read(f, d.Size, d.SectorSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return t, nil
 }
 
 // PartsOf converts a GPT into the partitions this package works with.

@@ -161,18 +161,12 @@ func boot(attempt int) error {
 	// The GPTs discovery reads, kept for repart: the table is read once per boot.
 	tables := map[string]*gpt.Table{}
 	opts.ReadTable = func(d mount.BlockDev) ([]mount.Part, error) {
-		p := d.Path("/dev")
-		f, err := os.Open(p)
+		t, err := mount.ReadTable("/dev", d)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		t, err := gpt.Read(f, d.Size, d.SectorSize)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
 		tables[fmt.Sprintf("%s %d %d", d.Name, d.Size, d.SectorSize)] = t
-		tracef("read the GPT of %s", p)
+		tracef("read the GPT of %s", d.Path("/dev"))
 		return mount.PartsOf(t), nil
 	}
 	if efi {
