@@ -294,15 +294,15 @@ func (t *ModuleTree) ResolveDeps(names []string) ([]Module, error) {
 }
 
 // DefaultModules are the modules a Raspberry Pi 4 and QEMU's virt machine need to find
-// and mount a piboot disk: SD (sdhci-iproc, sdhci-pci), USB storage behind xHCI, virtio
-// disks and network, the filesystems (squashfs, ext4, xfs, vfat with its code pages) and
+// and mount a piboot disk: SD (sdhci-iproc, sdhci-pci), USB storage behind xHCI, NVMe and
+// SATA (AHCI) on other UEFI boards and a Compute Module's PCIe, virtio disks and network, the filesystems (squashfs, ext4, xfs, vfat with its code pages) and
 // efivarfs (and, on amd64, where it is a module, mmc_block for SD cards). Device
 // drivers among them load at boot only when a device's modalias matches (see
 // layout.AliasList); the rest load by name. crc32c is named because ext4 and xfs ask the crypto API for it at mount time
 // and the initramfs has no modprobe to load it on demand. efivarfs comes first: under
 // UEFI, finding the disk starts with LoaderDevicePartUUID, which needs it mounted.
 var DefaultModules = map[string][]string{
-	"arm64": {"efivarfs", "sdhci-iproc", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod",
+	"arm64": {"efivarfs", "sdhci-iproc", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod", "nvme", "ahci",
 		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"},
 	"amd64": {"efivarfs", "sdhci-pci", "virtio_pci", "virtio_blk", "virtio_net", "xhci-pci", "usb-storage", "uas", "sd_mod", "ahci", "nvme", "mmc_block",
 		"crc32c_generic", "squashfs", "ext4", "xfs", "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "nls_iso8859-1"},

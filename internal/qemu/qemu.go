@@ -27,6 +27,8 @@ const (
 	USB
 	// Virtio is a virtio-blk-pci disk (/dev/vdX).
 	Virtio
+	// NVMe is an NVMe controller with one namespace (/dev/nvmeNn1).
+	NVMe
 )
 
 func (b Bus) String() string {
@@ -37,6 +39,8 @@ func (b Bus) String() string {
 		return "usb"
 	case Virtio:
 		return "virtio"
+	case NVMe:
+		return "nvme"
 	}
 	return "bus(" + strconv.Itoa(int(b)) + ")"
 }
@@ -183,6 +187,8 @@ func (c Config) Args(vars string) ([]string, error) {
 		case Virtio:
 			a = append(a, "-drive", drive, "-device", "virtio-blk-pci,drive="+id)
 			nvirt++
+		case NVMe:
+			a = append(a, "-drive", drive, "-device", fmt.Sprintf("nvme,drive=%s,serial=piboot%d", id, i))
 		default:
 			return nil, fmt.Errorf("qemu: disk %d: unknown bus %v", i, d.Bus)
 		}
