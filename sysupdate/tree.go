@@ -375,16 +375,8 @@ func pointSymlink(dir, link, name string) error {
 // syncs it and renames it .sysupdate.pending.<name>.
 func (u *Updater) acquireTree(ctx context.Context, src Source, j *job) error {
 	tg, t := j.tg, j.tg.t
-	if err := u.writable(tg.dir); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(tg.dir, 0o755); err != nil {
-		return err
-	}
-	partial := filepath.Join(tg.dir, partialPrefix+j.name)
-	pending := filepath.Join(tg.dir, pendingPrefix+j.name)
-	u.logf("%s: unpacking %s into %s", t.Name, j.file, filepath.Join(tg.dir, j.name))
-	if err := u.doStep("create " + partial); err != nil {
+	partial, pending, err := u.startInDir(j, "unpacking %s into %s")
+	if err != nil {
 		return err
 	}
 	if err := removeTree(tg.dir, partialPrefix+j.name); err != nil {
@@ -402,7 +394,6 @@ func (u *Updater) acquireTree(ctx context.Context, src Source, j *job) error {
 		io.Copy(io.Discard, pr)
 		extracted <- err
 	}()
-	var err error
 	if t.Source.Type == TypeDirectory || t.Source.Type == TypeSubvolume {
 		err = tarDir(ctx, pw, filepath.Join(string(src.(dirSource)), j.file))
 	} else {

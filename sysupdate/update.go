@@ -77,6 +77,26 @@ func (u *Updater) doStep(what string) error {
 }
 
 // writable makes dir's file system writable for the rest of the operation.
+// startInDir prepares j's target directory for a new version: writable, created, the
+// step logged (what: a format taking the source file and the final path) and the
+// crash-test hook passed; it returns the partial and pending names in it.
+func (u *Updater) startInDir(j *job, what string) (partial, pending string, err error) {
+	tg := j.tg
+	if err := u.writable(tg.dir); err != nil {
+		return "", "", err
+	}
+	if err := os.MkdirAll(tg.dir, 0o755); err != nil {
+		return "", "", err
+	}
+	partial = filepath.Join(tg.dir, partialPrefix+j.name)
+	pending = filepath.Join(tg.dir, pendingPrefix+j.name)
+	u.logf("%s: "+what, tg.t.Name, j.file, filepath.Join(tg.dir, j.name))
+	if err := u.doStep("create " + partial); err != nil {
+		return "", "", err
+	}
+	return partial, pending, nil
+}
+
 func (u *Updater) writable(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); err == nil {
@@ -817,16 +837,8 @@ func (u *Updater) acquire(ctx context.Context, j *job, version string) error {
 			return nil
 		})
 	default:
-		if err := u.writable(tg.dir); err != nil {
-			return err
-		}
-		if err := os.MkdirAll(tg.dir, 0o755); err != nil {
-			return err
-		}
-		partial := filepath.Join(tg.dir, partialPrefix+j.name)
-		pending := filepath.Join(tg.dir, pendingPrefix+j.name)
-		u.logf("%s: writing %s to %s", t.Name, j.file, filepath.Join(tg.dir, j.name))
-		if err := u.doStep("create " + partial); err != nil {
+		partial, pending, err := u.startInDir(j, "writing %s to %s")
+		if err != nil {
 			return err
 		}
 		os.Remove(partial)
