@@ -12,6 +12,8 @@
 #
 #   bench/boot.sh               one pair of boots
 #   RUNS=5 bench/boot.sh        five pairs; each figure's median, min and max
+#   PIBOOT_E2E_CPUS=2 bench/boot.sh   the guest with 2 CPUs (a Pi 4 has 4; more vCPUs than
+#                               host cores only adds contention under TCG)
 #
 # TCG makes the guest 10-50x slower than a Pi 4 and a loaded host slower still: compare
 # figures measured at similar load averages (printed), and read "without modules".

@@ -42,7 +42,11 @@ func boot(t testing.TB, a Artifacts, extra string, cards ...string) *qemu.VM {
 	for _, c := range cards {
 		disks = append(disks, qemu.Disk{Path: c, Bus: qemu.SD})
 	}
-	return qemu.Start(t, qemu.Config{Kernel: a.Kernel, Initrd: a.Initrd, Append: strings.TrimSpace(baseAppend + " " + extra), Disks: disks})
+	// PIBOOT_E2E_CPUS gives the guest more CPUs (a Pi 4 has 4), for bench/boot.sh; tests run
+	// with one.
+	cpus, _ := strconv.Atoi(os.Getenv("PIBOOT_E2E_CPUS"))
+	return qemu.Start(t, qemu.Config{Kernel: a.Kernel, Initrd: a.Initrd, Append: strings.TrimSpace(baseAppend + " " + extra),
+		Disks: disks, CPUs: cpus})
 }
 
 // hashRange hashes [off, off+n) of a file.
