@@ -177,22 +177,6 @@ var typeTable = func() []PartitionType {
 	return t
 }()
 
-// Types returns systemd's partition type table (a copy).
-func Types() []PartitionType { return append([]PartitionType(nil), typeTable...) }
-
-// Architectures lists the architecture names systemd knows partition types for.
-func Architectures() []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, t := range typeTable {
-		if t.Arch != "" && !seen[t.Arch] {
-			seen[t.Arch] = true
-			out = append(out, t.Arch)
-		}
-	}
-	return out
-}
-
 // TypeByGUID returns the table entry for a type GUID.
 func TypeByGUID(g uuid.UUID) (PartitionType, bool) {
 	for _, t := range typeTable {

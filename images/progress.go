@@ -174,17 +174,6 @@ func (c countingWriterAt) WriteAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
-type countingReader struct {
-	r io.Reader
-	t *task
-}
-
-func (c countingReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.t.add(n)
-	return n, err
-}
-
 func human(n int64) string {
 	switch {
 	case n >= 1<<30:

@@ -135,16 +135,6 @@ func (pn PartNames) Name(n int) string {
 	return disk + strconv.Itoa(n)
 }
 
-// DeviceSize returns the size in bytes of a block device (disk or partition) by its
-// kernel name.
-func DeviceSize(sysfsDir, name string) (int64, error) {
-	n, err := readInt(filepath.Join(sysfsDir, "class", "block", name, "size"))
-	if err != nil {
-		return 0, fmt.Errorf("size of %s: %w", name, err)
-	}
-	return n * 512, nil
-}
-
 // Modaliases lists the modaliases of the devices in sysfsDir ("/sys") that no driver
 // has bound yet, from /sys/bus/*/devices/*/modalias: what a coldplug pass needs to load
 // drivers for the devices the kernel found before anyone listened for uevents.

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 )
 
@@ -428,15 +427,4 @@ func KernelRelease(kernel []byte) string {
 		}
 		off += i + len(marker)
 	}
-}
-
-// SortedNames returns the section names of info in file order (for stable printing).
-func (i *Info) SortedNames() []string {
-	s := append([]SectionInfo(nil), i.Sections...)
-	sort.SliceStable(s, func(a, b int) bool { return s[a].FileOffset < s[b].FileOffset })
-	names := make([]string, len(s))
-	for k := range s {
-		names[k] = s[k].Name
-	}
-	return names
 }
