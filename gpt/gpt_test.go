@@ -404,28 +404,7 @@ func TestCrash(t *testing.T) {
 			FirstLBA: 10 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
 		newT.Partitions[0].Name = "ESP" // a relabel, as sysupdate does
 
-		// The uncut result.
-		ref := filepath.Join(t.TempDir(), "ref.img")
-		copySparse(t, base, ref)
-		cw, size := openCounting(t, ref, -1)
-		if err := Write(cw, size, newT); err != nil {
-			t.Fatal(err)
-		}
-		total := cw.writes
-		if total < 5 {
-			t.Fatalf("only %d writes", total)
-		}
-		sgdiskVerify(t, ref)
-		want, _ := os.ReadFile(ref)
-
-		for n := 0; n < total; n++ {
-			img := filepath.Join(t.TempDir(), "cut.img")
-			copySparse(t, base, img)
-			cw, size := openCounting(t, img, n)
-			if err := Write(cw, size, newT); !errors.Is(err, errCut) {
-				t.Fatalf("cut at %d: %v", n, err)
-			}
-			got := readFile(t, img)
+		ref := cutEveryWrite(t, base, 0, newT, 5, func(got *Table, n, total int) {
 			isOld, isNew := sameParts(got, oldT), sameParts(got, newT)
 			if !isOld && !isNew {
 				t.Fatalf("stale=%v cut after %d writes: table is neither old nor new: %+v", stale, n, got.Partitions)
@@ -434,17 +413,49 @@ func TestCrash(t *testing.T) {
 			if n >= 4 && !isNew {
 				t.Errorf("stale=%v cut after %d writes: old table preferred over the complete new backup", stale, n)
 			}
-			cw2, _ := openCounting(t, img, -1)
-			if err := Write(cw2, size, newT); err != nil {
-				t.Fatal(err)
-			}
-			sgdiskVerify(t, img)
-			b, _ := os.ReadFile(img)
-			if !bytes.Equal(b, want) {
-				t.Errorf("stale=%v cut after %d writes: rerun differs from an uncut write", stale, n)
-			}
+		})
+		sgdiskVerify(t, ref) // every rerun equals it byte for byte
+	}
+}
+
+// cutEveryWrite writes newT over a copy of base uncut (the reference), then over fresh
+// copies cut after each of its writes in turn: check gets the table Read (sector size ss,
+// 0: detect) finds on the cut image, after n of total writes; writing newT again over the
+// cut image must give the reference's bytes. It returns the reference image.
+func cutEveryWrite(t *testing.T, base string, ss int, newT *Table, minWrites int, check func(got *Table, n, total int)) string {
+	t.Helper()
+	ref := filepath.Join(t.TempDir(), "ref.img")
+	copySparse(t, base, ref)
+	cw, size := openCounting(t, ref, -1)
+	if err := Write(cw, size, newT); err != nil {
+		t.Fatal(err)
+	}
+	total := cw.writes
+	if total < minWrites {
+		t.Fatalf("only %d writes", total)
+	}
+	want, _ := os.ReadFile(ref)
+	for n := 0; n < total; n++ {
+		img := filepath.Join(t.TempDir(), "cut.img")
+		copySparse(t, base, img)
+		cw, size := openCounting(t, img, n)
+		if err := Write(cw, size, newT); !errors.Is(err, errCut) {
+			t.Fatalf("cut at %d: %v", n, err)
+		}
+		got, err := Read(cw.f, size, ss)
+		if err != nil {
+			t.Fatalf("cut after %d of %d writes: %v", n, total, err)
+		}
+		check(got, n, total)
+		cw2, _ := openCounting(t, img, -1)
+		if err := Write(cw2, size, newT); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(img); !bytes.Equal(b, want) {
+			t.Errorf("cut after %d of %d writes: the rerun differs from an uncut write", n, total)
 		}
 	}
+	return ref
 }
 
 func sameParts(a, b *Table) bool {
@@ -543,34 +554,12 @@ func TestCrashDamagedPrimary(t *testing.T) {
 	newT := oldT.Clone()
 	newT.Partitions = append(newT.Partitions, Partition{Index: 3, Type: TypeLinuxGeneric, UUID: uuid.New(),
 		FirstLBA: 10 * MiB / 512, LastLBA: newT.LastUsableLBA, Name: "root"})
-	ref := filepath.Join(t.TempDir(), "ref.img")
-	copySparse(t, base, ref)
-	cw, size := openCounting(t, ref, -1)
-	if err := Write(cw, size, newT); err != nil {
-		t.Fatal(err)
-	}
-	total := cw.writes
-	want, _ := os.ReadFile(ref)
-	for n := 0; n < total; n++ {
-		img := filepath.Join(t.TempDir(), "cut.img")
-		copySparse(t, base, img)
-		cw, size := openCounting(t, img, n)
-		if err := Write(cw, size, newT); !errors.Is(err, errCut) {
-			t.Fatalf("cut at %d: %v", n, err)
-		}
-		got := readFile(t, img)
+	ref := cutEveryWrite(t, base, 0, newT, 1, func(got *Table, n, total int) {
 		if !sameParts(got, oldT) && !sameParts(got, newT) {
 			t.Fatalf("cut after %d writes: neither old nor new table", n)
 		}
-		cw2, _ := openCounting(t, img, -1)
-		if err := Write(cw2, size, newT); err != nil {
-			t.Fatal(err)
-		}
-		sgdiskVerify(t, img)
-		if b, _ := os.ReadFile(img); !bytes.Equal(b, want) {
-			t.Errorf("cut after %d writes: rerun differs", n)
-		}
-	}
+	})
+	sgdiskVerify(t, ref) // every rerun equals it byte for byte
 }
 
 // TestOddEntryArray: 248 entries (sgdisk --resize-table), i.e. an entry array that is not
@@ -764,25 +753,7 @@ func TestCrashOddLayouts(t *testing.T) {
 			newT.Partitions = append(newT.Partitions, Partition{Index: 3, Type: TypeLinuxGeneric, UUID: uuid.New(),
 				FirstLBA: 5 * MiB / ss, LastLBA: newT.LastUsableLBA, Name: "root"})
 
-			ref := filepath.Join(t.TempDir(), "ref.img")
-			copySparse(t, base, ref)
-			cw, size := openCounting(t, ref, -1)
-			if err := Write(cw, size, newT); err != nil {
-				t.Fatal(err)
-			}
-			total := cw.writes
-			want, _ := os.ReadFile(ref)
-			for n := 0; n < total; n++ {
-				img := filepath.Join(t.TempDir(), "cut.img")
-				copySparse(t, base, img)
-				cw, size := openCounting(t, img, n)
-				if err := Write(cw, size, newT); !errors.Is(err, errCut) {
-					t.Fatalf("cut at %d: %v", n, err)
-				}
-				got, err := Read(cw.f, size, c.ss)
-				if err != nil {
-					t.Fatalf("cut after %d of %d writes: %v", n, total, err)
-				}
+			cutEveryWrite(t, base, c.ss, newT, 1, func(got *Table, n, total int) {
 				isOld, isNew := sameParts(got, oldT), sameParts(got, newT)
 				if !isOld && !isNew {
 					t.Fatalf("cut after %d of %d writes: neither the old nor the new table: %+v", n, total, got.Partitions)
@@ -790,14 +761,7 @@ func TestCrashOddLayouts(t *testing.T) {
 				if n >= total-1 && !isNew { // the last write is the primary header; before it the primary entries
 					t.Errorf("cut after %d of %d writes: the old table, though the primary entries are new", n, total)
 				}
-				cw2, _ := openCounting(t, img, -1)
-				if err := Write(cw2, size, newT); err != nil {
-					t.Fatal(err)
-				}
-				if b, _ := os.ReadFile(img); !bytes.Equal(b, want) {
-					t.Errorf("cut after %d of %d writes: the rerun differs from an uncut write", n, total)
-				}
-			}
+			})
 		})
 	}
 }
