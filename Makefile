@@ -7,7 +7,7 @@ GO      ?= go
 export PIBOOT_CACHE := $(CACHE)
 , := ,
 
-.PHONY: all deps test vet image initrd run bench clean
+.PHONY: all deps test vet cli image initrd run bench clean
 
 all: image
 
@@ -21,11 +21,21 @@ deps:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
+	$(GO) vet -tags pibootlite ./cmd/piboot
 
 # test: every test, QEMU boots included. PIBOOT_REQUIRE_ALL makes a missing tool or kernel
 # a failure instead of a skip, so CI cannot pass by skipping.
 test: deps vet
 	PIBOOT_REQUIRE_ALL=1 $(GO) test -count=1 -timeout 40m ./...
+
+# cli: the piboot command for this machine: $(OUT)/piboot, the front door with the disk tools
+# (repart, mkfs) built in, and $(OUT)/piboot-full, the complete CLI it hands every other
+# subcommand to. Install both into one directory (cmd/piboot/main.go says why there are two).
+HOSTGO := CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags='-buildid= -s -w'
+cli:
+	@mkdir -p $(OUT)
+	$(HOSTGO) -tags pibootlite -o $(OUT)/piboot ./cmd/piboot
+	$(HOSTGO) -o $(OUT)/piboot-full ./cmd/piboot
 
 # initrd: out/initrd.cpio.zst and the matching out/vmlinuz (owner: piboot-init).
 #   make initrd ARCH=amd64   for x86-64; the u-root busybox is cached in $(CACHE)/$(ARCH).
@@ -39,7 +49,8 @@ initrd: deps
 #   make image FIRMWARE=RPi4_UEFI_Firmware_v1.50.zip   adds the Raspberry Pi 4 UEFI firmware
 #   make image CMDLINE_EXTRA="piboot.shell"            appended to the kernel command line
 # The store holds piboot-demo (the init the booted system runs) and piboot, static for $(ARCH),
-# built reproducibly (-trimpath, no build id, no VCS stamp).
+# built reproducibly (-trimpath, no build id, no VCS stamp); on the device piboot is the
+# complete build (no front door), one binary for update, bless and the disk tools.
 FIRMWARE      ?=
 CMDLINE_EXTRA ?=
 STORE         := $(OUT)/.store-$(VERSION)
@@ -47,7 +58,7 @@ GOTARGET      := CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -
 # Reproducible by default: every time stamp (files, filesystems, signatures) is the last
 # commit's time unless SOURCE_DATE_EPOCH is given.
 image: export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
-image: deps initrd
+image: deps initrd cli
 	@rm -rf $(STORE) && mkdir -p $(STORE)/bin
 	$(GOTARGET) -o $(STORE)/bin/piboot-demo ./cmd/piboot-demo
 	$(GOTARGET) -o $(STORE)/bin/piboot ./cmd/piboot

@@ -30,7 +30,9 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
-go build -o "$work/piboot" ./cmd/piboot
+# As `make cli` ships it: the front door (mkfs and repart built in) and piboot-full.
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-buildid= -s -w' -tags pibootlite -o "$work/piboot" ./cmd/piboot
+CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-buildid= -s -w' -o "$work/piboot-full" ./cmd/piboot
 go build -o "$work/inproc" ./bench/mkfs-ext4
 mkdir -p "$work/mnt"
 uuid=8f3c1a52-3b59-4e3c-a6c3-3c0d9c2f8a11

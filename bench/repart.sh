@@ -26,9 +26,11 @@ for t in systemd-repart sgdisk losetup; do
 done
 [ "$(id -u)" = 0 ] || { echo "bench/repart.sh: needs root for loop devices"; exit 1; }
 
-# Built as the image ships it (Makefile's GOTARGET): static, stripped.
+# Built as `make cli` ships it: static, stripped; piboot is the front door (repart built in),
+# piboot-full the complete CLI next to it.
 build() { CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags='-buildid= -s -w' "$@"; }
-build -o "$work/piboot" ./cmd/piboot
+build -tags pibootlite -o "$work/piboot" ./cmd/piboot
+build -o "$work/piboot-full" ./cmd/piboot
 build -o "$work/repartrun" ./bench/repartrun
 seed=c0ffee00-1234-4abc-8def-0123456789ab
 

@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (
@@ -9,7 +11,7 @@ import (
 )
 
 func init() {
-	register("bless", "mark the running boot entry good (or bad), as systemd-bless-boot", runBless)
+	register("bless", runBless)
 }
 
 func runBless(args []string) int {

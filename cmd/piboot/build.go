@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (
@@ -10,7 +12,7 @@ import (
 )
 
 func init() {
-	register("build", "build the flashable image, its split files and update directory", runBuild)
+	register("build", runBuild)
 }
 
 // setFlags collects repeated --set Section.Key=value overrides.

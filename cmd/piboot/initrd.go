@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (
@@ -12,7 +14,7 @@ import (
 )
 
 func init() {
-	register("initrd", "build the initramfs: piboot-init, emergency shell, kernel modules, repart.d", runInitrd)
+	register("initrd", runInitrd)
 }
 
 func runInitrd(args []string) int {

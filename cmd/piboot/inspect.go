@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (
@@ -16,7 +18,7 @@ import (
 )
 
 func init() {
-	register("inspect", "show an image's (or disk's) partitions, filesystems, versions and UKI command lines", runInspect)
+	register("inspect", runInspect)
 }
 
 func runInspect(args []string) int {

@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (

@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (
@@ -8,7 +10,7 @@ import (
 )
 
 func init() {
-	register("keygen", "make an OpenPGP key pair for signing update directories", runKeygen)
+	register("keygen", runKeygen)
 }
 
 func runKeygen(args []string) int {

@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	register("mkfs", "make a filesystem (ext4, vfat, squashfs, xfs) in a file or on a device", runMkfs)
+	register("mkfs", runMkfs)
 }
 
 // mkfsOther holds the mkfs subcommands whose code lives in their own files

@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	register("repart", "grow a GPT disk or image to match repart.d definitions (systemd-repart semantics)", runRepart)
+	register("repart", runRepart)
 }
 
 func runRepart(args []string) int {

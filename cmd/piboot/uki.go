@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (
@@ -9,7 +11,7 @@ import (
 )
 
 func init() {
-	register("uki", "build a Unified Kernel Image from a systemd EFI stub and a kernel", runUKI)
+	register("uki", runUKI)
 }
 
 func runUKI(args []string) int {

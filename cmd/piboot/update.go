@@ -1,3 +1,5 @@
+//go:build !pibootlite
+
 package main
 
 import (
@@ -15,7 +17,7 @@ import (
 )
 
 func init() {
-	register("update", "list, check for, install and vacuum versions (systemd-sysupdate's contract)", runUpdate)
+	register("update", runUpdate)
 }
 
 func runUpdate(args []string) int {
