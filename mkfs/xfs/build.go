@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/crc32"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -11,13 +12,14 @@ import (
 
 var be = binary.BigEndian
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// castagnoli is made on first use, not at start-up of every program that links the package.
+var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 // setCRC stores the CRC-32C of b, computed with the 4-byte CRC field at off zeroed, at off
 // (little-endian, as XFS keeps it).
 func setCRC(b []byte, off int) {
 	clear(b[off : off+4])
-	binary.LittleEndian.PutUint32(b[off:], crc32.Checksum(b, castagnoli))
+	binary.LittleEndian.PutUint32(b[off:], crc32.Checksum(b, castagnoli()))
 }
 
 // Feature bits of the lts_6.1 set with reflink and without rmapbt.
