@@ -38,7 +38,9 @@ mkdir -p "$work/mnt"
 uuid=8f3c1a52-3b59-4e3c-a6c3-3c0d9c2f8a11
 
 written() { awk '{printf "%.0f\n", $7 * 512}' "/sys/block/$(basename "$loopdev")/stat"; }
-now() { date +%s%N; }
+# Bash's own clock, in nanoseconds: $(date +%s%N) would add a fork and exec of date to every
+# tool's time. The decimal point (a comma in some locales) is taken out.
+now() { local t=$EPOCHREALTIME; echo "${t/[.,]/}000"; }
 stored() { du -B1 "$1" | cut -f1; }
 mib() { awk -v b="$1" 'BEGIN{printf "%.2f", b/1048576}'; }
 
