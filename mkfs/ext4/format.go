@@ -135,8 +135,6 @@ type formatter struct {
 	seed uint32 // metadata_csum seed: crc32c of the UUID
 	jseq uint32
 	leaf []byte // the journal's extent leaf block, if it needs one
-	// bbCache keeps the block bitmaps built for the descriptor checksums until they are written.
-	bbCache map[int][]byte
 
 	// what populate builds
 	nextIno     uint32
@@ -390,6 +388,7 @@ func (f *formatter) superblock(g uint16) []byte {
 func (f *formatter) descriptors() []byte {
 	l := f.l
 	buf := make([]byte, l.descBlocks*blockSize)
+	scratch := make([]byte, blockSize)
 	for g := range l.groups {
 		gr := &l.groups[g]
 		d := buf[g*descSize : (g+1)*descSize]
@@ -409,7 +408,9 @@ func (f *formatter) descriptors() []byte {
 		le.PutUint16(d[0x30:], uint16(gr.usedDirs>>16))
 		le.PutUint16(d[0x32:], uint16(gr.itableUnused>>16))
 		if gr.flags&bgBlockUninit == 0 {
-			c := crc(f.seed, f.blockBitmap(g))
+			clear(scratch)
+			f.blockBitmap(g, scratch)
+			c := crc(f.seed, scratch)
 			le.PutUint16(d[0x18:], uint16(c))
 			le.PutUint16(d[0x38:], uint16(c>>16))
 		}
@@ -429,15 +430,13 @@ func (f *formatter) descriptors() []byte {
 	return buf
 }
 
-// blockBitmap builds group g's block bitmap from the layout's used runs; bits past the end of
-// a short last group are set, as the kernel expects.
-func (f *formatter) blockBitmap(g int) []byte {
-	if bm := f.bbCache[g]; bm != nil {
-		return bm
-	}
+// blockBitmap builds group g's block bitmap in bm, a zeroed block, from the layout's used
+// runs; bits past the end of a short last group are set, as the kernel expects. It is built
+// twice, for the descriptor's checksum and into the write buffer, rather than kept: a fresh
+// process pays a page fault for every new page, and at 128 GiB there are about 90 of them.
+func (f *formatter) blockBitmap(g int, bm []byte) {
 	l := f.l
 	gr := &l.groups[g]
-	bm := make([]byte, blockSize)
 	end := gr.start + gr.blocks
 	i := sort.Search(len(l.used.runs), func(i int) bool { return l.used.runs[i].end() > gr.start })
 	for ; i < len(l.used.runs) && l.used.runs[i].start < end; i++ {
@@ -445,11 +444,6 @@ func (f *formatter) blockBitmap(g int) []byte {
 		setBits(bm, max(r.start, gr.start)-gr.start, min(r.end(), end)-gr.start)
 	}
 	setBits(bm, gr.blocks, blocksPerGroup)
-	if f.bbCache == nil {
-		f.bbCache = map[int][]byte{}
-	}
-	f.bbCache[g] = bm
-	return bm
 }
 
 // setBits sets bits [from, to) of bm.
@@ -479,7 +473,7 @@ func (f *formatter) bitmaps() {
 	for g := range l.groups {
 		gr := &l.groups[g]
 		if gr.flags&bgBlockUninit == 0 {
-			f.put(gr.blockBitmap, f.blockBitmap(g))
+			f.putFill(gr.blockBitmap, 1, func(dst []byte, _ uint64) { f.blockBitmap(g, dst) })
 		}
 		if gr.flags&bgInodeUninit == 0 {
 			f.put(gr.inodeBitmap, f.inodeBitmap(g))
