@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
-	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/internal/testutil"
 )
 
@@ -90,17 +88,7 @@ func TestFrontDoor(t *testing.T) {
 		t.Errorf("usage: exit %d\n%s", rc, usage)
 	}
 	// A disk tool, run by the front door itself.
-	img := filepath.Join(dir, "card.img")
-	f, _ := os.Create(img)
-	tab, _ := gpt.New(16<<20, 512, uuid.MustParse("5d1f2b0e-7c1a-4b51-9a47-3f0b1c2d3e4f"))
-	tab.Partitions = []gpt.Partition{{Index: 1, Type: gpt.TypeESP, UUID: uuid.MustParse("0e3a6c5e-61f1-4f59-8bd3-8f0a9d5b2c11"), FirstLBA: 2048, LastLBA: 10239, Name: "boot"}}
-	f.Truncate(16 << 20)
-	gpt.Write(f, 16<<20, tab)
-	f.Truncate(64 << 20)
-	f.Close()
-	defs := filepath.Join(dir, "repart.d")
-	os.Mkdir(defs, 0o755)
-	os.WriteFile(filepath.Join(defs, "10-root.conf"), []byte("[Partition]\nType=root\nWeight=1000\n"), 0o644)
+	img, defs := flashedCard(dir)
 	rc, out, _ := same("repart", "repart", "--dry-run", "--definitions", defs, "--seed", "c0ffee00-1234-4abc-8def-0123456789ab",
 		"--architecture", "arm64", "--machine-id", filepath.Join(dir, "none"), img)
 	if rc != 0 || !strings.Contains(out, "root-arm64") {

@@ -30,19 +30,26 @@ func capture(t *testing.T, f func() int) (int, string) {
 	return rc, string(<-done)
 }
 
-func TestRepartCLI(t *testing.T) {
-	dir := t.TempDir()
-	img := filepath.Join(dir, "card.img")
+// flashedCard makes dir/card.img, a 64 MiB card with a 16 MiB image flashed onto it (an ESP
+// "boot"), and dir/repart.d asking for a root partition that fills the rest.
+func flashedCard(dir string) (img, defs string) {
+	img = filepath.Join(dir, "card.img")
 	f, _ := os.Create(img)
 	tab, _ := gpt.New(16<<20, 512, uuid.MustParse("5d1f2b0e-7c1a-4b51-9a47-3f0b1c2d3e4f"))
-	tab.Partitions = []gpt.Partition{{Index: 1, Type: gpt.TypeESP, UUID: uuid.New(), FirstLBA: 2048, LastLBA: 10239, Name: "boot"}}
+	tab.Partitions = []gpt.Partition{{Index: 1, Type: gpt.TypeESP, UUID: uuid.MustParse("0e3a6c5e-61f1-4f59-8bd3-8f0a9d5b2c11"), FirstLBA: 2048, LastLBA: 10239, Name: "boot"}}
 	f.Truncate(16 << 20)
 	gpt.Write(f, 16<<20, tab)
 	f.Truncate(64 << 20)
 	f.Close()
-	defs := filepath.Join(dir, "repart.d")
+	defs = filepath.Join(dir, "repart.d")
 	os.Mkdir(defs, 0o755)
 	os.WriteFile(filepath.Join(defs, "10-root.conf"), []byte("[Partition]\nType=root\nWeight=1000\n"), 0o644)
+	return img, defs
+}
+
+func TestRepartCLI(t *testing.T) {
+	dir := t.TempDir()
+	img, defs := flashedCard(dir)
 	before, _ := os.ReadFile(img)
 	common := []string{"--definitions", defs, "--seed", "c0ffee00-1234-4abc-8def-0123456789ab", "--architecture", "arm64",
 		"--machine-id", filepath.Join(dir, "none")}
