@@ -57,9 +57,30 @@ func formatExt4(w io.WriterAt, size int64, req repart.FormatRequest) error {
 		UUID:  req.UUID,
 		// Derived from the UUID (itself derived from repart's seed), so that the same
 		// definitions and seed give the same filesystem, as systemd-repart's -E hash_seed=.
-		HashSeed:   req.UUID,
-		SectorSize: req.SectorSize,
+		HashSeed:    req.UUID,
+		SectorSize:  req.SectorSize,
+		ResizeLimit: growthReserve(size),
 	})
+}
+
+// growthLimit is how far online growth through the resize inode reaches for a filesystem
+// repart makes: 2 TiB, the largest SD card (SDXC).
+const growthLimit = 2 << 40
+
+// growthReserve returns ext4.Options.ResizeLimit for a filesystem repart makes on first boot.
+// The descriptor blocks reserved for online growth are the resize inode's indirect blocks and
+// must be written: mke2fs reserves for growth to 1024 times the size (at most 16 TiB), 4 MiB
+// from 8 GiB up, most of what formatting writes, and on an SD card writing 10-20 MB/s,
+// 200-400 ms of the first boot. The partition repart formats fills the card, so it reserves
+// for growth to growthLimit, which is about 1 MiB. Growing further still works: online the
+// kernel converts the filesystem to meta_bg, offline resize2fs makes room (mkfs/ext4's tests).
+// Where mke2fs's reserve reaches less far, or the partition is already half of growthLimit or
+// more, mke2fs's reserve is kept (0).
+func growthReserve(size int64) int64 {
+	if size > growthLimit/1024 && size <= growthLimit/2 {
+		return growthLimit
+	}
+	return 0
 }
 
 // hiddenSectors is FAT's count of sectors before the partition, which firmware that boots

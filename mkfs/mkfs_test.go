@@ -104,3 +104,45 @@ func TestTruncateLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestGrowthReserve: the filesystem repart makes on a card reserves descriptor blocks for
+// online growth to 2 TiB instead of mke2fs's 1024-fold, so that first boot writes about 1 MiB
+// of them instead of 4; small filesystems, whose 1024-fold reach is less, and large ones keep
+// mke2fs's reserve.
+func TestGrowthReserve(t *testing.T) {
+	for size, want := range map[int64]int64{
+		64 << 20: 0, 2 << 30: 0, 2<<30 + 4096: 2 << 40, 32 << 30: 2 << 40, 1 << 40: 2 << 40, 1<<40 + 4096: 0, 4 << 40: 0,
+	} {
+		if got := growthReserve(size); got != want {
+			t.Errorf("growthReserve(%d) = %d, want %d", size, got, want)
+		}
+	}
+	testutil.Need(t, "e2fsck", "dumpe2fs")
+	for _, c := range []struct {
+		size     int64
+		reserved string // dumpe2fs "Reserved GDT blocks"
+	}{
+		{32 << 30, "252"},  // 2 TiB / 128 MiB per group / 64 descriptors per block, less the 4 in use
+		{128 << 30, "240"}, // less the 16 in use
+		{1 << 30, "127"},   // mke2fs's: 1024-fold, 1 TiB, 128 blocks, less the 1 in use
+	} {
+		img := filepath.Join(t.TempDir(), "root.img")
+		f, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Truncate(c.size)
+		err = ForRepart(f, c.size, repart.FormatRequest{Format: "ext4", Label: "root", UUID: uuid.MustParse("4f68bce3-e8cd-4db1-96e7-fbcaf984b709"), SectorSize: 512, Name: "card partition 4 (root)"})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput(); err != nil {
+			t.Errorf("%d GiB: e2fsck -fn: %v\n%s", c.size>>30, err, out)
+		}
+		out, _ := exec.Command("dumpe2fs", "-h", img).CombinedOutput()
+		if !strings.Contains(string(out), "Reserved GDT blocks:      "+c.reserved+"\n") {
+			t.Errorf("%d GiB: want %s reserved GDT blocks:\n%s", c.size>>30, c.reserved, out)
+		}
+	}
+}
