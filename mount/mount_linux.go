@@ -88,9 +88,49 @@ func IsMountPoint(dir string) bool {
 }
 
 // WaitDevice waits until path exists (devtmpfs creates partition nodes as the kernel
-// adds them).
+// adds them). It sleeps in poll(2) on an inotify watch of path's directory, so it
+// returns the moment the node is created, not at the next tick of a polling loop.
 func WaitDevice(path string, timeout time.Duration) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
 	deadline := time.Now().Add(timeout)
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return waitDevicePolling(path, deadline, timeout)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, filepath.Dir(path), unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_ATTRIB); err != nil {
+		return waitDevicePolling(path, deadline, timeout)
+	}
+	buf := make([]byte, 4096)
+	for {
+		// Looked at after the watch is in place: a node made in between is not missed.
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		rem := time.Until(deadline)
+		if rem <= 0 {
+			return fmt.Errorf("%s did not appear within %s", path, timeout)
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int((rem+time.Millisecond-1)/time.Millisecond))
+		switch {
+		case errors.Is(err, unix.EINTR):
+		case err != nil:
+			return waitDevicePolling(path, deadline, timeout)
+		case n > 0:
+			for { // drain: what was created is looked up by name above
+				if _, err := unix.Read(fd, buf); err != nil {
+					break
+				}
+			}
+		}
+	}
+}
+
+// waitDevicePolling is WaitDevice without inotify (a kernel built without it).
+func waitDevicePolling(path string, deadline time.Time, timeout time.Duration) error {
 	for {
 		if _, err := os.Stat(path); err == nil {
 			return nil

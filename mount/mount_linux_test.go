@@ -3,6 +3,7 @@ package mount
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,4 +99,51 @@ func TestUevents(t *testing.T) {
 		t.Fatal("no uevent for /dev/null within 60 s")
 	}
 	c.Close()
+}
+
+// TestWaitDevice: a node made while WaitDevice waits ends the wait (other names in the
+// directory do not); one that never comes is an error naming it.
+func TestWaitDevice(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "mmcblk0p4")
+	done := make(chan error, 1)
+	go func() { done <- WaitDevice(p, time.Minute) }()
+	// Unrelated entries first: WaitDevice must go on waiting.
+	for _, n := range []string{"mmcblk0p1", "mmcblk0p40"} {
+		if err := os.WriteFile(filepath.Join(dir, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("WaitDevice returned %v before %s existed", err, p)
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Made under another name and renamed into place, as some tools do.
+	tmp := filepath.Join(dir, ".tmp")
+	if err := os.WriteFile(tmp, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("WaitDevice still waiting a minute after the node appeared")
+	}
+	// Already there: at once.
+	if err := WaitDevice(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "sda9")
+	if err := WaitDevice(missing, 30*time.Millisecond); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("WaitDevice(%s) = %v, want an error naming it", missing, err)
+	}
+	if err := WaitDevice(filepath.Join(dir, "nodir", "x"), 30*time.Millisecond); err == nil {
+		t.Fatal("WaitDevice in a missing directory: no error")
+	}
 }

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,9 +30,14 @@ var espType = uuid.MustParse("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
 var execStarted bool
 
 // mounted lists what this attempt mounted, so a retry starts from a clean /sysroot.
-var mounted []string
+var (
+	mounted   []string
+	mountedMu sync.Mutex // the store and the ESP mount concurrently
+)
 
 func undoMounts() {
+	mountedMu.Lock()
+	defer mountedMu.Unlock()
 	for i := len(mounted) - 1; i >= 0; i-- {
 		if err := unix.Unmount(mounted[i], unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			logf("retry", "unmount %s: %v", mounted[i], err)
@@ -39,16 +46,33 @@ func undoMounts() {
 	mounted = nil
 }
 
-func doMount(dev, target, fstype string, flags uintptr, data, what string) error {
+// goSafe runs f in a goroutine and delivers its error; a panic becomes an error (a panic
+// outside safeBoot's goroutine would end PID 1).
+func goSafe(f func() error) <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				ch <- fmt.Errorf("internal error (panic): %v\n%s", r, debug.Stack())
+			}
+		}()
+		ch <- f()
+	}()
+	return ch
+}
+
+// doMount mounts dev on target after its filesystem's module is in and returns the
+// console line saying so (the caller prints the lines in a fixed order).
+func doMount(dev, target, fstype string, flags uintptr, data, what string) (string, error) {
 	if fstype == "" {
 		f, err := os.Open(dev)
 		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return "", fmt.Errorf("%s: %w", what, err)
 		}
 		fstype, err = mount.ProbeFS(f)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("%s: %s: %w", what, dev, err)
+			return "", fmt.Errorf("%s: %s: %w", what, dev, err)
 		}
 	}
 	if modules != nil {
@@ -74,9 +98,11 @@ func doMount(dev, target, fstype string, flags uintptr, data, what string) error
 				}
 			}
 		}
-		return fmt.Errorf("%s: %w", what, err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
+	mountedMu.Lock()
 	mounted = append(mounted, target)
+	mountedMu.Unlock()
 	ro := ""
 	if flags&unix.MS_RDONLY != 0 {
 		ro = ", read-only"
@@ -85,9 +111,8 @@ func doMount(dev, target, fstype string, flags uintptr, data, what string) error
 	if in == "" {
 		in = "/"
 	}
-	logf("mount", "%s (%s, %s%s) on %s", dev, what, fstype, ro, in)
 	tracef("mounted %s", dev)
-	return nil
+	return fmt.Sprintf("%s (%s, %s%s) on %s", dev, what, fstype, ro, in), nil
 }
 
 // boot is one attempt; it returns only on failure.
@@ -130,7 +155,7 @@ func boot(attempt int) error {
 	// /etc/repart.d, read once: it says which filesystem modules to load and what repart does.
 	defs, defsErr := repart.ParseDir(layout.RepartDir, runtime.GOARCH)
 	ev := startHotplug()
-	mods := startModules(keepFS(cfg, cfgErr, defs, defsErr), ev, efi)
+	mods := startModules(keepFS(cfg, cfgErr, defs, defsErr), mountOrder(cfg, defs), ev, efi)
 	tracef("uevents and module loading started")
 	if efi {
 		if err := mountEFIVars(mods); err != nil {
@@ -212,67 +237,143 @@ func boot(attempt int) error {
 		return err
 	}
 	disk.Parts = mount.PartsOf(table)
-	links, err := mount.PartLinks("/dev", "/sys", disk)
-	if err != nil {
-		return fmt.Errorf("/dev/disk links: %w", err)
+	// The /dev/disk links are for the shell and the new root: made while the mounts run.
+	var links []string
+	linksDone := goSafe(func() (err error) {
+		links, err = mount.PartLinks("/dev", "/sys", disk)
+		return err
+	})
+	linksErr := func() error {
+		if linksDone != nil {
+			err := <-linksDone
+			linksDone = nil
+			if err != nil {
+				return fmt.Errorf("/dev/disk links: %w", err)
+			}
+			logf("links", "%d in /dev/disk/by-partlabel", len(links))
+			tracef("links made")
+		}
+		return nil
 	}
-	logf("links", "%d in /dev/disk/by-partlabel", len(links))
-	tracef("links made")
+	defer linksErr() // a failed attempt still joins it before the next one starts
 
+	rootPart, ok := disk.ByLabel(cfg.Root)
+	if !ok {
+		return fmt.Errorf("%s has no partition labelled %q (piboot.root=); partitions: %s", devPath, cfg.Root, strings.Join(disk.Labels(), ", "))
+	}
+	storePart, ok := disk.ByLabel(cfg.Store)
+	if !ok { // FindBootDisk guarantees it; the table was just rewritten, though
+		return fmt.Errorf("%s has no partition labelled %q (piboot.store=)", devPath, cfg.Store)
+	}
+	var espPart *mount.Part
+	for _, p := range disk.Parts {
+		if p.Type == espType {
+			espPart = &p
+			break
+		}
+	}
 	names := mount.PartitionNames("/sys", disk.Name)
 	node := func(p mount.Part) (string, error) {
 		n := "/dev/" + names.Name(p.Index)
 		return n, mount.WaitDevice(n, 5*time.Second)
 	}
-	// Root. The filesystems' modules must be in by now.
+	// The store and the ESP mount inside the root, so after it; their nodes and modules
+	// get ready while the root's module loads and the root mounts.
+	type ready struct {
+		dev string
+		err error
+	}
+	prepare := func(p mount.Part, fstype string) <-chan ready {
+		ch := make(chan ready, 1)
+		errc := goSafe(func() error {
+			dev, err := node(p)
+			if err == nil {
+				mods.ensureFS(fstype)
+			}
+			ch <- ready{dev, err}
+			return nil
+		})
+		go func() {
+			if err := <-errc; err != nil {
+				ch <- ready{err: err}
+			}
+		}()
+		return ch
+	}
+	storeReady := prepare(storePart, "squashfs")
+	var espReady <-chan ready
+	if espPart != nil {
+		espReady = prepare(*espPart, "vfat")
+	}
+
+	// Root, as soon as its filesystem's module is in.
 	tMods := time.Now()
-	if err := mods.wait(); err != nil {
-		return err
-	}
-	tMount := time.Now()
-	modWaitMs := tMount.Sub(tMods).Milliseconds()
-	tracef("modules in (waited %d ms)", modWaitMs)
-	traceModuleInits()
-	rootPart, ok := disk.ByLabel(cfg.Root)
-	if !ok {
-		return fmt.Errorf("%s has no partition labelled %q (piboot.root=); partitions: %s", devPath, cfg.Root, strings.Join(disk.Labels(), ", "))
-	}
 	rootDev, err := node(rootPart)
 	if err != nil {
 		return err
 	}
-	if err := doMount(rootDev, newRoot, formatOf(defs, rootPart), 0, "", cfg.Root); err != nil {
-		return err
+	rootFS := formatOf(defs, rootPart)
+	if rootFS != "" {
+		mods.ensureFS(rootFS)
 	}
-	// Store.
-	storePart, ok := disk.ByLabel(cfg.Store)
-	if !ok { // FindBootDisk guarantees it; the table was just rewritten, though
-		return fmt.Errorf("%s has no partition labelled %q (piboot.store=)", devPath, cfg.Store)
-	}
-	storeDev, err := node(storePart)
+	tMount := time.Now()
+	modWaitMs := tMount.Sub(tMods).Milliseconds()
+	tracef("root's modules in (waited %d ms)", modWaitMs)
+	line, err := doMount(rootDev, newRoot, rootFS, 0, "", cfg.Root)
 	if err != nil {
-		return err
-	}
-	if err := doMount(storeDev, filepath.Join(newRoot, cfg.StoreMount), "squashfs", unix.MS_RDONLY, "", cfg.Store); err != nil {
-		return err
-	}
-	// ESP.
-	for _, p := range disk.Parts {
-		if p.Type != espType {
-			continue
+		// A module list that could not be loaded says more than the mount's error.
+		if merr := mods.wait(); merr != nil {
+			return merr
 		}
-		espDev, err := node(p)
-		if err != nil {
-			return err
+		return err
+	}
+	logf("mount", "%s", line)
+	// Store and ESP together.
+	var storeDev, storeLine string
+	storeDone := goSafe(func() error {
+		r := <-storeReady
+		if r.err != nil {
+			return r.err
+		}
+		storeDev = r.dev
+		var err error
+		storeLine, err = doMount(r.dev, filepath.Join(newRoot, cfg.StoreMount), "squashfs", unix.MS_RDONLY, "", cfg.Store)
+		return err
+	})
+	var espLine string
+	espDone := goSafe(func() error {
+		if espReady == nil {
+			return nil
+		}
+		r := <-espReady
+		if r.err != nil {
+			return r.err
 		}
 		// Read-only: a read-write FAT mount sets the volume's dirty flag on the card until
 		// it is unmounted cleanly, which a Pi losing power never does. Whoever writes
 		// the ESP (piboot update) remounts it read-write for just that long.
-		if err := doMount(espDev, filepath.Join(newRoot, "boot"), "vfat", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077", p.Label); err != nil {
-			return err
-		}
-		break
+		var err error
+		espLine, err = doMount(r.dev, filepath.Join(newRoot, "boot"), "vfat", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077", espPart.Label)
+		return err
+	})
+	storeErr, espErr := <-storeDone, <-espDone
+	if storeErr != nil {
+		return storeErr
 	}
+	logf("mount", "%s", storeLine)
+	if espErr != nil {
+		return espErr
+	}
+	if espLine != "" {
+		logf("mount", "%s", espLine)
+	}
+	if err := linksErr(); err != nil {
+		return err
+	}
+	if err := mods.wait(); err != nil {
+		return err
+	}
+	traceModuleInits()
 
 	if _, err := os.Lstat(filepath.Join(newRoot, cfg.Init)); err != nil {
 		return fmt.Errorf("init=%s: not found in the new root (is the store %s intact?): %w", cfg.Init, storeDev, err)
@@ -422,6 +523,24 @@ func keepFS(cfg config, cfgErr error, defs []repart.Definition, defsErr error) f
 		}
 		return false
 	}
+}
+
+// mountOrder lists the kernel/fs directories of the filesystems boot mounts, in mount
+// order: the root's (when /etc/repart.d says), the store's, the ESP's with its character
+// sets. Their modules load in this order.
+func mountOrder(cfg config, defs []repart.Definition) []string {
+	var l []string
+	for _, d := range defs {
+		if d.Label == cfg.Root && d.Format != "" {
+			fs := d.Format
+			if fs == "vfat" {
+				fs = "fat"
+			}
+			l = append(l, fs)
+			break
+		}
+	}
+	return append(l, "squashfs", "fat", "nls")
 }
 
 // formatOf is the Format= of the definition that labels the partition, or "" (probe).

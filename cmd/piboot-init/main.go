@@ -13,6 +13,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"runtime/debug"
 	"time"
@@ -88,12 +89,31 @@ func main() {
 	}
 	debug.SetTraceback("all")
 	for attempt := 1; ; attempt++ {
+		collectGarbage(false)
 		err := safeBoot(attempt)
 		// boot only returns on failure: success execs the new init.
 		logf("error", "%v", err)
 		safeShell()
 	}
 }
+
+// collectGarbage switches Go's garbage collector between its usual pacing (on) and
+// collecting only when the heap reaches bootHeapLimit (off). A boot attempt allocates a
+// few MiB and then execs the new init, which frees everything: collections on the way
+// only cost time (under TCG several ms each, on the one CPU the boot has). The limit
+// still bounds the heap should an attempt allocate more than expected; the emergency
+// shell, where PID 1 lives on, gets the usual collector back.
+func collectGarbage(on bool) {
+	if on {
+		debug.SetGCPercent(100)
+		debug.SetMemoryLimit(math.MaxInt64)
+		return
+	}
+	debug.SetMemoryLimit(bootHeapLimit)
+	debug.SetGCPercent(-1)
+}
+
+const bootHeapLimit = 64 << 20
 
 // safeShell runs the emergency shell; a panic there must not end PID 1 either.
 func safeShell() {
@@ -103,6 +123,7 @@ func safeShell() {
 			time.Sleep(time.Second) // no busy loop if it keeps failing
 		}
 	}()
+	collectGarbage(true)
 	if modules != nil {
 		modules.loadAll()
 	}

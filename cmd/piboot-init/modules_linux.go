@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +40,12 @@ type moduleLoader struct {
 	efi     bool        // efivarfs is worth loading
 	// keepFS says whether a module under kernel/fs/<fs>/ loads eagerly.
 	keepFS func(fs, name string) bool
-	sem    chan struct{} // one finit_module per CPU
-	t0     time.Time
+	// mountFS lists the kernel/fs directories of what the boot mounts, in mount order
+	// (the root's filesystem, squashfs, fat): their modules load in that order, right
+	// after the drivers, so the first mount waits least.
+	mountFS []string
+	sem     *slots // one finit_module per CPU, drivers first
+	t0      time.Time
 
 	mu      sync.Mutex
 	idle    *sync.Cond // signalled when pending drops to 0
@@ -64,6 +70,7 @@ type modJob struct {
 	deps     []string
 	driver   bool // loads for a device (a driver, or a library only drivers need)
 	deferred bool // a filesystem this boot does not mount
+	prio     int  // for a free slot when loaded by name: lower first (see prioritize)
 	once     sync.Once
 	loaded   bool
 	tried    bool
@@ -82,13 +89,14 @@ func (m *moduleLoader) finishedBefore(t time.Time) bool {
 }
 
 // startModules starts loading once per boot of the machine (a retried attempt reuses it).
-// ev, when not nil, delivers the kernel's uevents; efi says whether the firmware is UEFI.
-func startModules(keepFS func(fs, name string) bool, ev *hotplug, efi bool) *moduleLoader {
+// ev, when not nil, delivers the kernel's uevents; efi says whether the firmware is UEFI;
+// mountFS is the kernel/fs directories of the filesystems the boot mounts, in order.
+func startModules(keepFS func(fs, name string) bool, mountFS []string, ev *hotplug, efi bool) *moduleLoader {
 	if modules != nil {
 		return modules
 	}
-	m := &moduleLoader{ready: make(chan struct{}), done: make(chan struct{}), keepFS: keepFS, efi: efi,
-		seen: map[string]bool{}, sem: make(chan struct{}, runtime.NumCPU()), t0: time.Now()}
+	m := &moduleLoader{ready: make(chan struct{}), done: make(chan struct{}), keepFS: keepFS, mountFS: mountFS, efi: efi,
+		seen: map[string]bool{}, sem: newSlots(runtime.NumCPU()), t0: time.Now()}
 	m.idle = sync.NewCond(&m.mu)
 	modules = m
 	go func() {
@@ -247,12 +255,17 @@ func (m *moduleLoader) load(ev *hotplug) error {
 	}
 	m.mu.Unlock()
 
-	// Then what is needed by name.
+	// Then what is needed by name, queued in priority order (within one priority, the
+	// slots serve in arrival order).
 	var wg sync.WaitGroup
+	named := make([]*modJob, 0, len(m.jobs))
 	for _, j := range m.jobs {
-		if j.driver || j.deferred {
-			continue
+		if !j.driver && !j.deferred {
+			named = append(named, j)
 		}
+	}
+	sort.SliceStable(named, func(a, b int) bool { return named[a].prio < named[b].prio })
+	for _, j := range named {
 		if !m.efi && layout.ModName(j.path) == "efivarfs" {
 			// Without UEFI its init fails with ENODEV anyway: spare the kernel the work.
 			m.mu.Lock()
@@ -264,8 +277,11 @@ func (m *moduleLoader) load(ev *hotplug) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			m.ensure(j, false)
+			m.ensure(j, false, j.prio)
 		}()
+		// Let it queue before the next one starts: the scheduler runs the newest
+		// goroutine first, which could take a free slot ahead of its betters.
+		runtime.Gosched()
 	}
 	wg.Wait()
 	// The summary, once what was started is in; drivers for devices that appear later
@@ -345,6 +361,50 @@ func (m *moduleLoader) classify() {
 			j.deferred = true
 		}
 	}
+	m.prioritize()
+}
+
+// Load priorities (lower first). Drivers for devices always come first: the disk's
+// driver starts the card's initialization, the slowest wait of the boot.
+const (
+	prioDevice = 0
+	prioMount  = 1 // + the filesystem's place in mountFS
+	prioOther  = 100
+)
+
+// prioritize sets the priority of the modules loaded by name: efivarfs with the drivers
+// (disk discovery reads LoaderDevicePartUUID through it), then the filesystems in mount
+// order with everything they need, then the rest.
+func (m *moduleLoader) prioritize() {
+	var mark func(j *modJob, p int)
+	mark = func(j *modJob, p int) {
+		if j.prio <= p {
+			return
+		}
+		j.prio = p
+		for _, d := range j.deps {
+			if dj := m.byPath[d]; dj != nil {
+				mark(dj, p)
+			}
+		}
+	}
+	for _, j := range m.jobs {
+		j.prio = prioOther + 1
+	}
+	for _, j := range m.jobs {
+		switch {
+		case layout.ModName(j.path) == "efivarfs":
+			mark(j, prioDevice)
+		case fsOf(j.path) != "":
+			p := prioOther
+			if i := slices.Index(m.mountFS, fsOf(j.path)); i >= 0 {
+				p = prioMount + i
+			}
+			mark(j, p)
+		default:
+			mark(j, prioOther)
+		}
+	}
 }
 
 // coldplug looks at the devices sysfs lists without a driver.
@@ -382,7 +442,7 @@ func (m *moduleLoader) device(modalias string) {
 		m.pending++
 		m.mu.Unlock()
 		go func() {
-			m.ensure(j, true)
+			m.ensure(j, true, prioDevice)
 			m.mu.Lock()
 			if m.pending--; m.pending == 0 {
 				if m.coldplugged && m.drivers.IsZero() {
@@ -395,8 +455,9 @@ func (m *moduleLoader) device(modalias string) {
 	}
 }
 
-// ensure loads j after its dependencies (those in parallel), once.
-func (m *moduleLoader) ensure(j *modJob, forDevice bool) {
+// ensure loads j after its dependencies (those in parallel), once; prio is its place in
+// the queue for a slot. Concurrent callers wait for the first.
+func (m *moduleLoader) ensure(j *modJob, forDevice bool, prio int) {
 	j.once.Do(func() {
 		var wg sync.WaitGroup
 		for _, d := range j.deps {
@@ -404,17 +465,17 @@ func (m *moduleLoader) ensure(j *modJob, forDevice bool) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					m.ensure(dj, forDevice)
+					m.ensure(dj, forDevice, prio)
 				}()
 			}
 		}
 		wg.Wait()
 		tWait := time.Now()
-		m.sem <- struct{}{}
+		m.sem.acquire(prio)
 		t := time.Now()
 		err := finitModule(filepath.Join(m.dir, j.path))
 		end := time.Now()
-		<-m.sem
+		m.sem.release()
 		tracef("module %s: %d ms in finit_module (%d ms waiting for a slot before), %v", filepath.Base(j.path), end.Sub(t).Milliseconds(), t.Sub(tWait).Milliseconds(), err)
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -447,17 +508,29 @@ func (m *moduleLoader) ensure(j *modJob, forDevice bool) {
 func (m *moduleLoader) ensureName(name string) {
 	<-m.ready
 	if j := m.byName[name]; j != nil && !j.deferred {
-		m.ensure(j, false)
+		m.ensure(j, false, j.prio)
 	}
 }
 
-// ensureFS loads the deferred module of filesystem fstype and its deferred
-// dependencies, if it has not been loaded yet.
+// ensureFS returns once the module of filesystem fstype and what it needs are in (or
+// were tried), without waiting for unrelated modules: loaded by name ahead of its turn
+// if loading has not got to it, loaded now if it was deferred. A filesystem without a
+// module in the list (built into the kernel, or missing) returns at once and the mount
+// says what is wrong; so does a list that could not be read (after loading gave up).
 func (m *moduleLoader) ensureFS(fstype string) {
-	if err := m.wait(); err != nil {
+	<-m.ready
+	if m.byName == nil {
+		<-m.done
 		return
 	}
-	m.loadDeferred(func(j *modJob) bool { return layout.ModName(j.path) == fstype }, fstype)
+	j := m.byName[layout.ModName(fstype)]
+	switch {
+	case j == nil:
+	case j.deferred:
+		m.loadDeferred(func(j *modJob) bool { return layout.ModName(j.path) == fstype }, fstype)
+	default:
+		m.ensure(j, false, j.prio)
+	}
 }
 
 // loadAll loads every deferred module (before the emergency shell: a person there may
@@ -502,7 +575,7 @@ func (m *moduleLoader) loadDeferred(want func(*modJob) bool, why string) int {
 	var names []string
 	for _, j := range m.jobs { // list order: dependencies first
 		if todo[j.path] {
-			m.ensure(j, false)
+			m.ensure(j, false, prioOther)
 			if j.loaded {
 				names = append(names, filepath.Base(j.path))
 			}
