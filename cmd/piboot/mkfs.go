@@ -75,6 +75,7 @@ func mkfsNative(typ string, args []string) int {
 	sectorFlag := flags.Int("sector-size", 0, "logical sector size, 512 or 4096 (default: the device's, 512 for files)")
 	force := flags.Bool("force", false, "overwrite a target that already holds a filesystem or partition table")
 	reserved := flags.Float64("reserved", 0, "ext4: percentage of blocks reserved for root")
+	resizeFlag := flags.String("resize-limit", "", "ext4: the size up to which reserved descriptor blocks let it grow online, e.g. 2T (mkfs.ext4 -E resize=; default: 1024 times the size, at most 16T)")
 	flags.Parse(mkfsReorderFlags(args))
 	if flags.NArg() < 1 || flags.NArg() > 2 {
 		flags.Usage()
@@ -104,6 +105,16 @@ func mkfsNative(typ string, args []string) int {
 		var err error
 		if want, err = mkfsParseBytes(*sizeFlag); err != nil || want <= 0 {
 			return fail(name, fmt.Errorf("--size %q: want a positive number of bytes with an optional K, M, G or T suffix", *sizeFlag))
+		}
+	}
+	var resizeLimit int64
+	if *resizeFlag != "" {
+		var err error
+		if typ != "ext4" {
+			return fail(name, fmt.Errorf("--resize-limit is for ext4 only"))
+		}
+		if resizeLimit, err = mkfsParseBytes(*resizeFlag); err != nil || resizeLimit <= 0 {
+			return fail(name, fmt.Errorf("--resize-limit %q: want a positive number of bytes with an optional K, M, G or T suffix", *resizeFlag))
 		}
 	}
 	_, statErr := os.Stat(target)
@@ -138,7 +149,7 @@ func mkfsNative(typ string, args []string) int {
 	}
 	switch typ {
 	case "ext4":
-		err = ext4.Format(f, size, ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, SectorSize: sector, Time: ts, Root: tree})
+		err = ext4.Format(f, size, ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, ResizeLimit: resizeLimit, SectorSize: sector, Time: ts, Root: tree})
 	case "vfat":
 		err = vfat.Format(f, size, vfat.Options{Label: *label, UUID: id, SectorSize: sector, Time: ts, Root: tree})
 	}

@@ -114,3 +114,43 @@ func TestMkfsDevice(t *testing.T) {
 		t.Errorf("--size beyond the device: exit %d", rc)
 	}
 }
+
+// TestMkfsResizeLimit: --resize-limit reserves descriptor blocks like mkfs.ext4 -E resize=,
+// and bad values are refused before anything is written.
+func TestMkfsResizeLimit(t *testing.T) {
+	testutil.Need(t, "e2fsck", "dumpe2fs")
+	dir := t.TempDir()
+	img := filepath.Join(dir, "root.img")
+	if rc, out := capture(t, func() int { return runMkfs([]string{"ext4", "--size", "32G", "--resize-limit", "2T", img}) }); rc != 0 {
+		t.Fatalf("exit %d\n%s", rc, out)
+	}
+	if out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command("dumpe2fs", "-h", img).Output(); !strings.Contains(string(out), "Reserved GDT blocks:      252\n") {
+		t.Errorf("want 252 reserved GDT blocks (growth to 2 TiB):\n%s", out)
+	}
+	for _, c := range []struct{ args, want string }{
+		{"ext4 --force --resize-limit 16G", "resize limit 17179869184 outside"},
+		{"ext4 --force --resize-limit 2X", `--resize-limit "2X": want a positive number`},
+		{"vfat --force --resize-limit 2T", "--resize-limit is for ext4 only"},
+	} {
+		before := head(img)
+		rc, out := capture(t, func() int { return runMkfs(append(strings.Fields(c.args), img)) })
+		if after := head(img); rc != 1 || !strings.Contains(out, c.want) || string(before) != string(after) {
+			t.Errorf("%s: exit %d, changed %v\n%s", c.args, rc, string(before) != string(after), out)
+		}
+	}
+}
+
+// head returns the first MiB of a file (the superblock and descriptors of an ext4).
+func head(path string) []byte {
+	b := make([]byte, 1<<20)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	n, _ := f.ReadAt(b, 0)
+	return b[:n]
+}
