@@ -10,7 +10,9 @@
 # discards arrive at ours as write-zeroes requests that count as written sectors but only
 # punch holes in the file.
 # Formatters:
-#   piboot      piboot mkfs ext4 (this repository); "inproc" after it is ext4.Format plus
+#   piboot      piboot mkfs ext4 (this repository; its default reserve of descriptor blocks is
+#               for online growth to 2 TiB, mkfs.ext4's for 1024 times the size, see README);
+#               "inproc" after it is ext4.Format (mkfs.ext4's reserve) plus
 #               fsync timed inside one process (bench/mkfs-ext4), as piboot-init runs it
 #               on first boot, without the CLI's process start
 #   repart      mkfs.ext4 with systemd-repart 252's arguments (zeroes the journal, discards)

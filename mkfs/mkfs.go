@@ -59,15 +59,16 @@ func formatExt4(w io.WriterAt, size int64, req repart.FormatRequest) error {
 		// definitions and seed give the same filesystem, as systemd-repart's -E hash_seed=.
 		HashSeed:    req.UUID,
 		SectorSize:  req.SectorSize,
-		ResizeLimit: growthReserve(size),
+		ResizeLimit: Ext4ResizeLimit(size),
 	})
 }
 
 // growthLimit is how far online growth through the resize inode reaches for a filesystem
-// repart makes: 2 TiB, the largest SD card (SDXC).
+// piboot makes: 2 TiB, the largest SD card (SDXC).
 const growthLimit = 2 << 40
 
-// growthReserve returns ext4.Options.ResizeLimit for a filesystem repart makes on first boot.
+// Ext4ResizeLimit returns ext4.Options.ResizeLimit for an ext4 of size bytes made by repart
+// on first boot, and by `piboot mkfs ext4` unless told otherwise.
 // The descriptor blocks reserved for online growth are the resize inode's indirect blocks and
 // must be written: mke2fs reserves for growth to 1024 times the size (at most 16 TiB), 4 MiB
 // from 8 GiB up, most of what formatting writes, and on an SD card writing 10-20 MB/s,
@@ -76,7 +77,7 @@ const growthLimit = 2 << 40
 // kernel converts the filesystem to meta_bg, offline resize2fs makes room (mkfs/ext4's tests).
 // Where mke2fs's reserve reaches less far, or the partition is already half of growthLimit or
 // more, mke2fs's reserve is kept (0).
-func growthReserve(size int64) int64 {
+func Ext4ResizeLimit(size int64) int64 {
 	if size > growthLimit/1024 && size <= growthLimit/2 {
 		return growthLimit
 	}

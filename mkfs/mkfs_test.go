@@ -113,8 +113,8 @@ func TestGrowthReserve(t *testing.T) {
 	for size, want := range map[int64]int64{
 		64 << 20: 0, 2 << 30: 0, 2<<30 + 4096: 2 << 40, 32 << 30: 2 << 40, 1 << 40: 2 << 40, 1<<40 + 4096: 0, 4 << 40: 0,
 	} {
-		if got := growthReserve(size); got != want {
-			t.Errorf("growthReserve(%d) = %d, want %d", size, got, want)
+		if got := Ext4ResizeLimit(size); got != want {
+			t.Errorf("Ext4ResizeLimit(%d) = %d, want %d", size, got, want)
 		}
 	}
 	testutil.Need(t, "e2fsck", "dumpe2fs")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/piboot/piboot/mkfs"
 	"github.com/piboot/piboot/mkfs/ext4"
 	"github.com/piboot/piboot/mkfs/vfat"
 )
@@ -75,7 +76,7 @@ func mkfsNative(typ string, args []string) int {
 	sectorFlag := flags.Int("sector-size", 0, "logical sector size, 512 or 4096 (default: the device's, 512 for files)")
 	force := flags.Bool("force", false, "overwrite a target that already holds a filesystem or partition table")
 	reserved := flags.Float64("reserved", 0, "ext4: percentage of blocks reserved for root")
-	resizeFlag := flags.String("resize-limit", "", "ext4: the size up to which reserved descriptor blocks let it grow online, e.g. 2T (mkfs.ext4 -E resize=; default: 1024 times the size, at most 16T)")
+	resizeFlag := flags.String("resize-limit", "", "ext4: the size up to which reserved descriptor blocks let it grow online, e.g. 16T (mkfs.ext4 -E resize=; default: 2T from 2G to 1T, else 1024 times the size, at most 16T)")
 	flags.Parse(mkfsReorderFlags(args))
 	if flags.NArg() < 1 || flags.NArg() > 2 {
 		flags.Usage()
@@ -107,7 +108,7 @@ func mkfsNative(typ string, args []string) int {
 			return fail(name, fmt.Errorf("--size %q: want a positive number of bytes with an optional K, M, G or T suffix", *sizeFlag))
 		}
 	}
-	var resizeLimit int64
+	var resizeLimit int64 = -1
 	if *resizeFlag != "" {
 		var err error
 		if typ != "ext4" {
@@ -116,6 +117,8 @@ func mkfsNative(typ string, args []string) int {
 		if resizeLimit, err = mkfsParseBytes(*resizeFlag); err != nil || resizeLimit <= 0 {
 			return fail(name, fmt.Errorf("--resize-limit %q: want a positive number of bytes with an optional K, M, G or T suffix", *resizeFlag))
 		}
+		// "16T" means as far as ext4 with 4 KiB blocks goes, which is one block less.
+		resizeLimit = min(resizeLimit, ext4.MaxSize)
 	}
 	_, statErr := os.Stat(target)
 	created := errors.Is(statErr, fs.ErrNotExist)
@@ -149,7 +152,12 @@ func mkfsNative(typ string, args []string) int {
 	}
 	switch typ {
 	case "ext4":
-		err = ext4.Format(f, size, ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, ResizeLimit: resizeLimit, SectorSize: sector, Time: ts, Root: tree})
+		opts := ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, ResizeLimit: resizeLimit, SectorSize: sector, Time: ts, Root: tree}
+		if resizeLimit < 0 {
+			// The layout repart makes on first boot (see mkfs.Ext4ResizeLimit).
+			opts.ResizeLimit = mkfs.Ext4ResizeLimit(size)
+		}
+		err = ext4.Format(f, size, opts)
 	case "vfat":
 		err = vfat.Format(f, size, vfat.Options{Label: *label, UUID: id, SectorSize: sector, Time: ts, Root: tree})
 	}

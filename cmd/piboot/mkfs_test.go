@@ -115,20 +115,31 @@ func TestMkfsDevice(t *testing.T) {
 	}
 }
 
-// TestMkfsResizeLimit: --resize-limit reserves descriptor blocks like mkfs.ext4 -E resize=,
-// and bad values are refused before anything is written.
+// TestMkfsResizeLimit: by default the reserve of descriptor blocks lets a 32 GiB ext4 grow
+// online to 2 TiB, as repart's on first boot; --resize-limit sets it like mkfs.ext4 -E resize=;
+// bad values are refused before anything is written.
 func TestMkfsResizeLimit(t *testing.T) {
 	testutil.Need(t, "e2fsck", "dumpe2fs")
 	dir := t.TempDir()
 	img := filepath.Join(dir, "root.img")
-	if rc, out := capture(t, func() int { return runMkfs([]string{"ext4", "--size", "32G", "--resize-limit", "2T", img}) }); rc != 0 {
-		t.Fatalf("exit %d\n%s", rc, out)
-	}
-	if out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput(); err != nil {
-		t.Fatalf("e2fsck: %v\n%s", err, out)
-	}
-	if out, _ := exec.Command("dumpe2fs", "-h", img).Output(); !strings.Contains(string(out), "Reserved GDT blocks:      252\n") {
-		t.Errorf("want 252 reserved GDT blocks (growth to 2 TiB):\n%s", out)
+	for _, c := range []struct {
+		args     []string
+		reserved string
+	}{
+		{[]string{"--size", "32G"}, "252"},                     // 2 TiB: 16384 groups, 256 blocks, less the 4 in use
+		{[]string{"--force", "--resize-limit", "16T"}, "1024"}, // mke2fs's default at 32 GiB: at most 1024
+		{[]string{"--force", "--resize-limit", "64G"}, "4"},    // 512 groups: 8 blocks, less 4
+	} {
+		args := append(append([]string{"ext4"}, c.args...), img)
+		if rc, out := capture(t, func() int { return runMkfs(args) }); rc != 0 {
+			t.Fatalf("%v: exit %d\n%s", c.args, rc, out)
+		}
+		if out, err := exec.Command("e2fsck", "-fn", img).CombinedOutput(); err != nil {
+			t.Fatalf("%v: e2fsck: %v\n%s", c.args, err, out)
+		}
+		if out, _ := exec.Command("dumpe2fs", "-h", img).Output(); !strings.Contains(string(out), "Reserved GDT blocks:      "+c.reserved+"\n") {
+			t.Errorf("%v: want %s reserved GDT blocks:\n%s", c.args, c.reserved, out)
+		}
 	}
 	for _, c := range []struct{ args, want string }{
 		{"ext4 --force --resize-limit 16G", "resize limit 17179869184 outside"},
