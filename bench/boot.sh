@@ -14,6 +14,9 @@
 #   RUNS=5 bench/boot.sh        five pairs; each figure's median, min and max
 #   PIBOOT_E2E_CPUS=2 bench/boot.sh   the guest with 2 CPUs (a Pi 4 has 4; more vCPUs than
 #                               host cores only adds contention under TCG)
+#   BEFORE=<rev> RUNS=5 bench/boot.sh  the same for the tree at git revision <rev> (exported
+#                               with git archive), the two alternating run by run so that
+#                               both see the same load; a table for each
 #
 # TCG makes the guest 10-50x slower than a Pi 4 and a loaded host slower still: compare
 # figures measured at similar load averages (printed), and read "without modules".
@@ -21,10 +24,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-1}
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+before_out=$(mktemp)
+before_dir=
+trap 'rm -f "$out" "$before_out"; [ -z "$before_dir" ] || rm -rf "$before_dir"' EXIT
+if [ -n "${BEFORE:-}" ]; then
+	before_dir=$(mktemp -d)
+	git archive "$BEFORE" | tar -x -C "$before_dir"
+fi
+bench() { # dir output-file
+	(cd "$1" && go test -count=1 -run '^$' -bench 'BenchmarkBoot$' -benchtime=1x -timeout 30m ./internal/e2e) >"$2.run" || { cat "$2.run"; exit 1; }
+	cat "$2.run" >>"$2"
+	rm -f "$2.run"
+}
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-go test -count="$runs" -run '^$' -bench 'BenchmarkBoot$' -benchtime=1x -timeout $((30 * runs))m ./internal/e2e >"$out" || { cat "$out"; exit 1; }
+for ((i = 0; i < runs; i++)); do
+	# Alternate which tree goes first.
+	if [ -n "$before_dir" ] && ((i % 2 == 0)); then bench "$before_dir" "$before_out"; fi
+	bench . "$out"
+	if [ -n "$before_dir" ] && ((i % 2 == 1)); then bench "$before_dir" "$before_out"; fi
+done
 echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
+table() {
 awk -v runs="$runs" '
 /^BenchmarkBoot/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = v[$(i+1)] " " $i }
 END {
@@ -41,6 +61,13 @@ END {
 		}
 		printf "\n"
 	}
-}' "$out"
+}' "$1"
+}
+if [ -n "$before_dir" ]; then
+	echo "before ($BEFORE):"
+	table "$before_out"
+	echo "after (this tree):"
+fi
+table "$out"
 go test -count=1 -run '^$' -bench 'BenchmarkInitrdSize' -benchtime=1x -timeout 30m ./internal/e2e |
   awk '/^BenchmarkInitrdSize/ { for (i = 3; i < NF; i += 2) printf "%-22s %s\n", $(i+1), $i }'

@@ -386,4 +386,18 @@ func TestModaliases(t *testing.T) {
 	if _, err := Modaliases(filepath.Join(sys, "nope")); err == nil {
 		t.Fatal("no error for a missing sysfs")
 	}
+	// In two passes, storage buses first: together the same devices, each once.
+	dev("usb", "1-1:1.0", "usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00", false)
+	var storage, rest []string
+	n1, err := EachModaliasOn(sys, StorageBus, func(a string) { storage = append(storage, a) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, err := EachModaliasOn(sys, func(b string) bool { return !StorageBus(b) }, func(a string) { rest = append(rest, a) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(storage, " ") != want || len(rest) != 1 || !strings.HasPrefix(rest[0], "usb:") || n1 != 4 || n2 != 1 {
+		t.Fatalf("storage buses: %q (%d devices), the rest: %q (%d devices); want %q (4), one usb: (1)", storage, n1, rest, n2, want)
+	}
 }

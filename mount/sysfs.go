@@ -148,23 +148,38 @@ func Modaliases(sysfsDir string) ([]string, error) {
 // so that a driver can start loading while the scan goes on. It returns how many
 // devices it looked at.
 func EachModalias(sysfsDir string, f func(modalias string)) (devices int, err error) {
+	return eachModalias(sysfsDir, func(string) bool { return true }, f)
+}
+
+// StorageBus reports the buses a disk's controller sits on (a Pi's SD controller is a
+// platform device, QEMU's a PCI one, a virtio disk a virtio device): the sooner their
+// drivers load, the more of the card's slow initialization overlaps everything else.
+func StorageBus(bus string) bool {
+	switch bus {
+	case "pci", "platform", "amba", "virtio":
+		return true
+	}
+	return false
+}
+
+// EachModaliasOn is EachModalias for the buses (names under /sys/bus) that want
+// accepts: a caller scans the storage buses first and the rest later.
+func EachModaliasOn(sysfsDir string, want func(bus string) bool, f func(modalias string)) (devices int, err error) {
+	return eachModalias(sysfsDir, want, f)
+}
+
+func eachModalias(sysfsDir string, want func(bus string) bool, f func(modalias string)) (devices int, err error) {
 	bus := filepath.Join(sysfsDir, "bus")
 	buses, err := os.ReadDir(bus)
 	if err != nil {
 		return 0, fmt.Errorf("scan devices: %w", err)
 	}
-	// The buses storage controllers sit on first (a Pi's SD controller is a platform
-	// device, QEMU's a PCI one): the sooner their driver loads, the more of the card's
-	// slow initialization overlaps the rest of the scan.
-	first := func(name string) int {
-		switch name {
-		case "pci", "platform", "amba", "virtio":
-			return 0
-		}
-		return 1
-	}
-	sort.SliceStable(buses, func(i, j int) bool { return first(buses[i].Name()) < first(buses[j].Name()) })
+	// Storage buses first.
+	sort.SliceStable(buses, func(i, j int) bool { return StorageBus(buses[i].Name()) && !StorageBus(buses[j].Name()) })
 	for _, b := range buses {
+		if !want(b.Name()) {
+			continue
+		}
 		dir := filepath.Join(bus, b.Name(), "devices")
 		ents, err := os.ReadDir(dir)
 		if err != nil {

@@ -54,7 +54,7 @@ func TestClassify(t *testing.T) {
 			defer_: ""},
 	} {
 		defs := []repart.Definition{{Label: "root", Format: tc.root}}
-		m := &moduleLoader{byPath: map[string]*modJob{}, keepFS: keepFS(cfg, nil, defs, nil)}
+		m := &moduleLoader{byPath: map[string]*modJob{}, keepFS: keepFS(cfg, nil, defs, nil), mountFS: mountOrder(cfg, defs)}
 		m.aliases, err = parseAliases(strings.NewReader(aliasList), "modules.alias")
 		if err != nil {
 			t.Fatal(err)
@@ -86,6 +86,23 @@ func TestClassify(t *testing.T) {
 		}
 		if !slices.Equal(drivers, []string{"sdhci", "cqhci", "sdhci_pci"}) {
 			t.Errorf("root %q: drivers %q", tc.root, drivers)
+		}
+		// The order loads by name queue in: efivarfs (discovery reads it), then by
+		// mount: the root's filesystem with what it needs, the store's, the ESP's.
+		named := slices.DeleteFunc(slices.Clone(m.jobs), func(j *modJob) bool { return j.driver || j.deferred })
+		slices.SortStableFunc(named, func(a, b *modJob) int { return a.prio - b.prio })
+		var order []string
+		for _, j := range named {
+			order = append(order, layout.ModName(filepath.Base(j.path)))
+		}
+		want := map[string]string{
+			"ext4": "efivarfs crc32c_generic jbd2 mbcache crc16 ext4 squashfs fat vfat nls_cp437 nls_ascii",
+			"xfs":  "efivarfs crc32c_generic libcrc32c xfs squashfs fat vfat nls_cp437 nls_ascii",
+			// Root probed: its filesystem is unknown, so every one comes after the ESP's.
+			"": "efivarfs squashfs fat vfat nls_cp437 nls_ascii nls_utf8 nls_iso8859_1 crc32c_generic jbd2 mbcache crc16 ext4 libcrc32c xfs",
+		}[tc.root]
+		if got := strings.Join(order, " "); got != want {
+			t.Errorf("root %q: load order by name %q, want %q", tc.root, got, want)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -59,8 +60,11 @@ type moduleLoader struct {
 	drivers time.Time // when the coldplugged devices' drivers were in
 	// coldplugged is set once the coldplug scan is over (drivers counts from then).
 	coldplugged bool
-	inKernel    time.Duration // inside finit_module, summed over threads
-	reported    bool          // the summary line is out; later loads get a line each
+	// storageScanned is set once the storage buses were scanned: loads by name wait for
+	// it (and for the drivers it found) before they take a slot (gateLocked).
+	storageScanned bool
+	inKernel       time.Duration // inside finit_module, summed over threads
+	reported       bool          // the summary line is out; later loads get a line each
 
 	deferMu sync.Mutex // serializes on-demand loading
 }
@@ -72,6 +76,7 @@ type modJob struct {
 	deferred bool // a filesystem this boot does not mount
 	prio     int  // for a free slot when loaded by name: lower first (see prioritize)
 	once     sync.Once
+	urgent   atomic.Bool // a driver being loaded needs it: it goes through the closed gate (gateLocked)
 	loaded   bool
 	tried    bool
 }
@@ -97,6 +102,7 @@ func startModules(keepFS func(fs, name string) bool, mountFS []string, ev *hotpl
 	}
 	m := &moduleLoader{ready: make(chan struct{}), done: make(chan struct{}), keepFS: keepFS, mountFS: mountFS, efi: efi,
 		seen: map[string]bool{}, sem: newSlots(runtime.NumCPU()), t0: time.Now()}
+	m.sem.setOpen(false) // until the storage buses were scanned
 	m.idle = sync.NewCond(&m.mu)
 	modules = m
 	go func() {
@@ -192,6 +198,13 @@ func (m *moduleLoader) load(ev *hotplug) error {
 	var readyOnce sync.Once
 	markReady := func() { readyOnce.Do(func() { close(m.ready) }) }
 	defer markReady()
+	defer func() {
+		// However loading ends (an error, a panic), loads by name must not wait forever.
+		m.mu.Lock()
+		m.storageScanned = true
+		m.gateLocked()
+		m.mu.Unlock()
+	}()
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return err
@@ -247,16 +260,16 @@ func (m *moduleLoader) load(ev *hotplug) error {
 	} else if m.aliases != nil {
 		go pollModaliases(m.device)
 	}
-	m.coldplug()
+	// The storage buses first: the disk's driver must not queue behind a filesystem.
+	m.coldplug(mount.StorageBus, "storage buses")
 	m.mu.Lock()
-	m.coldplugged = true
-	if m.pending == 0 {
-		m.drivers = time.Now()
-	}
+	m.storageScanned = true
+	m.gateLocked()
 	m.mu.Unlock()
 
 	// Then what is needed by name, queued in priority order (within one priority, the
-	// slots serve in arrival order).
+	// slots serve in arrival order) as soon as the drivers found so far are in: while the
+	// card initializes and the other buses are scanned (gateLocked).
 	var wg sync.WaitGroup
 	named := make([]*modJob, 0, len(m.jobs))
 	for _, j := range m.jobs {
@@ -283,6 +296,13 @@ func (m *moduleLoader) load(ev *hotplug) error {
 		// goroutine first, which could take a free slot ahead of its betters.
 		runtime.Gosched()
 	}
+	m.coldplug(func(bus string) bool { return !mount.StorageBus(bus) }, "other buses")
+	m.mu.Lock()
+	m.coldplugged = true
+	if m.pending == 0 {
+		m.drivers = time.Now()
+	}
+	m.mu.Unlock()
 	wg.Wait()
 	// The summary, once what was started is in; drivers for devices that appear later
 	// get a line each.
@@ -407,17 +427,37 @@ func (m *moduleLoader) prioritize() {
 	}
 }
 
-// coldplug looks at the devices sysfs lists without a driver.
-func (m *moduleLoader) coldplug() {
+// coldplug looks at the devices sysfs lists without a driver on the buses want accepts.
+func (m *moduleLoader) coldplug(want func(bus string) bool, what string) {
 	if m.aliases == nil {
 		return
 	}
 	// Each driver starts loading as the scan finds its device, not after the scan.
-	n, err := mount.EachModalias("/sys", m.device)
+	n, err := mount.EachModaliasOn("/sys", want, m.device)
 	if err != nil {
 		logf("modules", "coldplug: %v", err)
 	}
-	tracef("coldplug: %d devices in sysfs looked at", n)
+	tracef("coldplug: %d devices on %s looked at", n, what)
+}
+
+// gateLocked opens the slots to loads by name once the storage buses were scanned and
+// no driver load is under way (m.mu held): on a machine with one CPU a filesystem
+// loading first would delay the card's initialization. A module a driver needs is
+// urgent and goes through anyway.
+func (m *moduleLoader) gateLocked() {
+	m.sem.setOpen(m.storageScanned && m.pending == 0)
+}
+
+// markUrgent marks j and everything it needs as needed by a driver (see gateLocked).
+func (m *moduleLoader) markUrgent(j *modJob) {
+	if j.urgent.Swap(true) {
+		return
+	}
+	for _, d := range j.deps {
+		if dj := m.byPath[d]; dj != nil {
+			m.markUrgent(dj)
+		}
+	}
 }
 
 // device starts loading the drivers for a modalias, once per modalias.
@@ -440,6 +480,9 @@ func (m *moduleLoader) device(modalias string) {
 		}
 		m.mu.Lock()
 		m.pending++
+		m.markUrgent(j)
+		m.gateLocked()
+		m.sem.wake() // a load by name this driver needs may be waiting
 		m.mu.Unlock()
 		go func() {
 			m.ensure(j, true, prioDevice)
@@ -448,6 +491,7 @@ func (m *moduleLoader) device(modalias string) {
 				if m.coldplugged && m.drivers.IsZero() {
 					m.drivers = time.Now()
 				}
+				m.gateLocked()
 				m.idle.Broadcast()
 			}
 			m.mu.Unlock()
@@ -471,7 +515,7 @@ func (m *moduleLoader) ensure(j *modJob, forDevice bool, prio int) {
 		}
 		wg.Wait()
 		tWait := time.Now()
-		m.sem.acquire(prio)
+		m.sem.acquire(prio, &j.urgent)
 		t := time.Now()
 		err := finitModule(filepath.Join(m.dir, j.path))
 		end := time.Now()

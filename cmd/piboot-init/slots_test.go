@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func TestSlotsOrder(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(tc.prios), func(t *testing.T) {
 			s := newSlots(1)
-			s.acquire(0) // held while the others queue
+			s.acquire(0, nil) // held while the others queue
 			var mu sync.Mutex
 			var got []int
 			var wg sync.WaitGroup
@@ -29,7 +30,7 @@ func TestSlotsOrder(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					s.acquire(p)
+					s.acquire(p, nil)
 					mu.Lock()
 					got = append(got, i)
 					mu.Unlock()
@@ -77,7 +78,7 @@ func TestSlotsConcurrency(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.acquire(i % 5)
+			s.acquire(i%5, nil)
 			mu.Lock()
 			holders++
 			most = max(most, holders)
@@ -95,5 +96,53 @@ func TestSlotsConcurrency(t *testing.T) {
 	}
 	if s.free != 3 || len(s.waiters) != 0 {
 		t.Fatalf("after all released: free %d, waiters %d; want 3, 0", s.free, len(s.waiters))
+	}
+}
+
+// TestSlotsGate: a closed gate serves only priority 0 (and waiters made urgent); opening
+// it serves the rest in order.
+func TestSlotsGate(t *testing.T) {
+	s := newSlots(1)
+	s.setOpen(false)
+	got := make(chan string, 4)
+	var urgent atomic.Bool
+	var wg sync.WaitGroup
+	for i, name := range []string{"ext4", "vfat", "crc16"} {
+		var u *atomic.Bool
+		if name == "crc16" {
+			u = &urgent
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.acquire(1+i, u)
+			got <- name
+			s.release()
+		}()
+		waitQueued(t, s, i+1)
+	}
+	select {
+	case n := <-got:
+		t.Fatalf("%s served through a closed gate", n)
+	case <-time.After(20 * time.Millisecond):
+	}
+	// A driver needs crc16: it goes through the closed gate.
+	urgent.Store(true)
+	s.wake()
+	if n := <-got; n != "crc16" {
+		t.Fatalf("served %s, want the urgent crc16", n)
+	}
+	// A driver: served at once, gate or not.
+	s.acquire(0, nil)
+	s.release()
+	s.setOpen(true)
+	wg.Wait()
+	close(got)
+	var rest []string
+	for n := range got {
+		rest = append(rest, n)
+	}
+	if !slices.Equal(rest, []string{"ext4", "vfat"}) {
+		t.Fatalf("after opening: %v, want [ext4 vfat]", rest)
 	}
 }
