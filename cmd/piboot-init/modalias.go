@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"strings"
@@ -42,18 +41,46 @@ func deviceBus(s string) string {
 }
 
 // parseAliases reads a modules.alias file ("alias <pattern> <module>" per line; blank
-// lines and # comments allowed). name is for errors.
+// lines and # comments allowed). name is for errors. Patterns and module names are
+// slices of the file's one string: under QEMU's TCG every allocation and every new
+// code path is slow, and the disk's driver waits for this table.
 func parseAliases(r io.Reader, name string) (*aliasTable, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	text := string(b)
 	t := &aliasTable{byBus: map[string][]aliasPattern{}, drivers: map[string]bool{}}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+	for n := 1; len(text) > 0; n++ {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' {
 			continue
 		}
-		f := strings.Fields(line)
-		if len(f) != 3 || f[0] != "alias" {
+		var f [3]string
+		nf := 0
+		for i := 0; i < len(line) && nf <= 3; {
+			for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+				i++
+			}
+			j := i
+			for j < len(line) && line[j] != ' ' && line[j] != '\t' {
+				j++
+			}
+			if j > i {
+				if nf < 3 {
+					f[nf] = line[i:j]
+				}
+				nf++
+			}
+			i = j
+		}
+		if nf != 3 || f[0] != "alias" {
 			return nil, fmt.Errorf("%s:%d: want \"alias <pattern> <module>\", got %q", name, n, line)
 		}
 		bus := deviceBus(f[1])
@@ -66,9 +93,6 @@ func parseAliases(r io.Reader, name string) (*aliasTable, error) {
 		}
 		t.byBus[bus] = append(t.byBus[bus], aliasPattern{pattern: f[1], prefix: prefix, module: f[2]})
 		t.drivers[f[2]] = true
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return t, nil
 }
