@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/piboot/piboot/mkfs"
 	"github.com/piboot/piboot/mkfs/ext4"
 )
 
@@ -29,7 +30,7 @@ func main() {
 		os.Exit(1)
 	}
 	start := time.Now()
-	if err := ext4.Format(f, size, ext4.Options{Label: "root"}); err != nil {
+	if err := ext4.Format(f, size, ext4.Options{Label: "root", ResizeLimit: mkfs.Ext4ResizeLimit(size)}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
