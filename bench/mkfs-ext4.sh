@@ -60,32 +60,30 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1
 # Wall time is the median of RUNS (default 5) formats of a fresh file, the tools taking turns;
 # the last run of each tool is also the one whose bytes and first minute mounted are measured.
 declare -A T W K S MS
+# timed TOOL GIB: formats a fresh GIB GiB file on $loopdev with TOOL and adds its milliseconds
+# to MS; $w0 and $w1 are the device's written bytes before and after.
+timed() {
+	img="$work/disk.img"
+	rm -f "$img"
+	truncate -s "${2}G" "$img"
+	loopdev=$(losetup -f --show "$img")
+	sync
+	w0=$(written); t0=$(now)
+	format "$1"
+	sync
+	t1=$(now); w1=$(written)
+	MS[$2,$1]+="$([ "$1" = inproc ] && echo "$inproc_ms" || echo $(( (t1 - t0) / 1000000 ))) "
+}
 for gib in $SIZES; do
 	for i in $(seq $((${RUNS:-5} - 1))); do
 		for tool in piboot inproc repart lazy; do
-			img="$work/disk.img"
-			rm -f "$img"
-			truncate -s "${gib}G" "$img"
-			loopdev=$(losetup -f --show "$img")
-			sync
-			t0=$(now)
-			format $tool
-			sync
-			t1=$(now)
+			timed $tool "$gib"
 			losetup -d "$loopdev"; loopdev=""
-			MS[$gib,$tool]+="$([ $tool = inproc ] && echo "$inproc_ms" || echo $(( (t1 - t0) / 1000000 ))) "
 		done
 	done
 	for tool in piboot inproc repart lazy; do
-		img="$work/disk.img"
-		rm -f "$img"
-		truncate -s "${gib}G" "$img"
-		loopdev=$(losetup -f --show "$img")
-		sync
-		w0=$(written); t0=$(now)
-		format $tool
-		sync
-		t1=$(now); w1=$(written); s1=$(stored "$img")
+		timed $tool "$gib"
+		s1=$(stored "$img")
 		e2fsck -fn "$img" >/dev/null 2>&1 || { echo "e2fsck failed right after $tool at ${gib}G" >&2; exit 1; }
 		mount "$loopdev" "$work/mnt"
 		sleep "$MOUNT_SECONDS"
@@ -95,10 +93,9 @@ for gib in $SIZES; do
 		e2fsck -fn "$loopdev" >/dev/null 2>&1 || { echo "e2fsck failed after $tool at ${gib}G" >&2; exit 1; }
 		losetup -d "$loopdev"; loopdev=""
 		rm -f "$img"
-		MS[$gib,$tool]+="$([ $tool = inproc ] && echo "$inproc_ms" || echo $(( (t1 - t0) / 1000000 )))"
 		T[$gib,$tool]=$(median ${MS[$gib,$tool]})
 		W[$gib,$tool]=$((w1 - w0)); K[$gib,$tool]=$((w2 - w1))
-		printf '%-6s %-8s %10d %14s %12s %18s   (%s)\n' "${gib}G" $tool "${T[$gib,$tool]}" "$(mib $((w1 - w0)))" "$(mib "$s1")" "$(mib $((w2 - w1)))" "${MS[$gib,$tool]}"
+		printf '%-6s %-8s %10d %14s %12s %18s   (%s)\n' "${gib}G" $tool "${T[$gib,$tool]}" "$(mib $((w1 - w0)))" "$(mib "$s1")" "$(mib $((w2 - w1)))" "${MS[$gib,$tool]% }"
 	done
 done
 echo
