@@ -279,31 +279,20 @@ func boot(attempt int) error {
 	}
 	// The store and the ESP mount inside the root, so after it; their nodes and modules
 	// get ready while the root's module loads and the root mounts.
-	type ready struct {
-		dev string
-		err error
-	}
-	prepare := func(p mount.Part, fstype string) <-chan ready {
-		ch := make(chan ready, 1)
-		errc := goSafe(func() error {
-			dev, err := node(p)
-			if err == nil {
+	// prepare waits for p's node and fstype's modules; the mount's goroutine waits for it.
+	prepare := func(dev *string, p mount.Part, fstype string) <-chan error {
+		return goSafe(func() (err error) {
+			if *dev, err = node(p); err == nil {
 				mods.ensureFS(fstype)
 			}
-			ch <- ready{dev, err}
-			return nil
+			return err
 		})
-		go func() {
-			if err := <-errc; err != nil {
-				ch <- ready{err: err}
-			}
-		}()
-		return ch
 	}
-	storeReady := prepare(storePart, "squashfs")
-	var espReady <-chan ready
+	var storeDev, espDev string
+	storeReady := prepare(&storeDev, storePart, "squashfs")
+	var espReady <-chan error
 	if espPart != nil {
-		espReady = prepare(*espPart, "vfat")
+		espReady = prepare(&espDev, *espPart, "vfat")
 	}
 
 	// Root, as soon as its filesystem's module is in.
@@ -329,15 +318,11 @@ func boot(attempt int) error {
 	}
 	logf("mount", "%s", line)
 	// Store and ESP together.
-	var storeDev, storeLine string
-	storeDone := goSafe(func() error {
-		r := <-storeReady
-		if r.err != nil {
-			return r.err
+	var storeLine string
+	storeDone := goSafe(func() (err error) {
+		if err = <-storeReady; err == nil {
+			storeLine, err = doMount(storeDev, filepath.Join(newRoot, cfg.StoreMount), "squashfs", unix.MS_RDONLY, "", cfg.Store)
 		}
-		storeDev = r.dev
-		var err error
-		storeLine, err = doMount(r.dev, filepath.Join(newRoot, cfg.StoreMount), "squashfs", unix.MS_RDONLY, "", cfg.Store)
 		return err
 	})
 	var espLine string
@@ -345,15 +330,14 @@ func boot(attempt int) error {
 		if espReady == nil {
 			return nil
 		}
-		r := <-espReady
-		if r.err != nil {
-			return r.err
+		if err := <-espReady; err != nil {
+			return err
 		}
 		// Read-only: a read-write FAT mount sets the volume's dirty flag on the card until
 		// it is unmounted cleanly, which a Pi losing power never does. Whoever writes
 		// the ESP (piboot update) remounts it read-write for just that long.
 		var err error
-		espLine, err = doMount(r.dev, filepath.Join(newRoot, "boot"), "vfat", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077", espPart.Label)
+		espLine, err = doMount(espDev, filepath.Join(newRoot, "boot"), "vfat", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "umask=0077", espPart.Label)
 		return err
 	})
 	storeErr, espErr := <-storeDone, <-espDone
@@ -502,12 +486,7 @@ func keepFS(cfg config, cfgErr error, defs []repart.Definition, defsErr error) f
 	if cfgErr != nil || defsErr != nil {
 		return all
 	}
-	root := ""
-	for _, d := range defs {
-		if d.Label == cfg.Root && d.Format != "" {
-			root = d.Format
-		}
-	}
+	root := rootFSDir(cfg, defs)
 	if root == "" {
 		return all
 	}
@@ -530,17 +509,24 @@ func keepFS(cfg config, cfgErr error, defs []repart.Definition, defsErr error) f
 // sets. Their modules load in this order.
 func mountOrder(cfg config, defs []repart.Definition) []string {
 	var l []string
-	for _, d := range defs {
-		if d.Label == cfg.Root && d.Format != "" {
-			fs := d.Format
-			if fs == "vfat" {
-				fs = "fat"
-			}
-			l = append(l, fs)
-			break
-		}
+	if root := rootFSDir(cfg, defs); root != "" {
+		l = append(l, root)
 	}
 	return append(l, "squashfs", "fat", "nls")
+}
+
+// rootFSDir is the kernel/fs directory of the root's filesystem as /etc/repart.d formats it
+// (Format=vfat lives in fs/fat), or "" when no definition says (the mount probes it).
+func rootFSDir(cfg config, defs []repart.Definition) string {
+	for _, d := range defs {
+		if d.Label == cfg.Root && d.Format != "" {
+			if d.Format == "vfat" {
+				return "fat"
+			}
+			return d.Format
+		}
+	}
+	return ""
 }
 
 // formatOf is the Format= of the definition that labels the partition, or "" (probe).
