@@ -108,7 +108,7 @@ func mkfsNative(typ string, args []string) int {
 			return fail(name, fmt.Errorf("--size %q: want a positive number of bytes with an optional K, M, G or T suffix", *sizeFlag))
 		}
 	}
-	var resizeLimit int64 = -1
+	var resizeLimit int64 // 0: repart's first-boot layout (mkfs.Ext4ResizeLimit)
 	if *resizeFlag != "" {
 		var err error
 		if typ != "ext4" {
@@ -152,12 +152,10 @@ func mkfsNative(typ string, args []string) int {
 	}
 	switch typ {
 	case "ext4":
-		opts := ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, ResizeLimit: resizeLimit, SectorSize: sector, Time: ts, Root: tree}
-		if resizeLimit < 0 {
-			// The layout repart makes on first boot (see mkfs.Ext4ResizeLimit).
-			opts.ResizeLimit = mkfs.Ext4ResizeLimit(size)
+		if resizeLimit == 0 {
+			resizeLimit = mkfs.Ext4ResizeLimit(size)
 		}
-		err = ext4.Format(f, size, opts)
+		err = ext4.Format(f, size, ext4.Options{Label: *label, UUID: id, ReservedPercent: *reserved, ResizeLimit: resizeLimit, SectorSize: sector, Time: ts, Root: tree})
 	case "vfat":
 		err = vfat.Format(f, size, vfat.Options{Label: *label, UUID: id, SectorSize: sector, Time: ts, Root: tree})
 	}
