@@ -82,10 +82,17 @@ func start(t testing.TB, bin string, args []string) (*VM, error) {
 	// Own process group: killing the VM never hits the test binary's group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	vm := &VM{t: t, cmd: cmd, stdin: stdin, change: make(chan struct{}), done: make(chan struct{})}
+	slot, waited := acquireSlot(slotDir(), slotCount(), slotWait)
+	if waited > time.Second {
+		t.Logf("qemu: waited %s for one of %d VM slots (%v)", waited.Round(time.Millisecond), slotCount(), slot != nil)
+	}
 	vm.start = time.Now()
 	if err := cmd.Start(); err != nil {
 		r.Close()
 		w.Close()
+		if slot != nil {
+			slot.Close()
+		}
 		return nil, fmt.Errorf("qemu: start %s: %w", bin, err)
 	}
 	w.Close()
@@ -107,6 +114,9 @@ func start(t testing.TB, bin string, args []string) (*VM, error) {
 	}()
 	go func() {
 		err := cmd.Wait()
+		if slot != nil {
+			slot.Close()
+		}
 		<-readerDone
 		vm.mu.Lock()
 		vm.exited, vm.err = true, err
@@ -243,7 +253,10 @@ func (vm *VM) WaitFor(pattern string, timeout time.Duration) []string {
 	vm.t.Helper()
 	m, err := vm.Expect(regexp.MustCompile(pattern), timeout)
 	if err != nil {
-		vm.t.Fatalf("qemu: %v after %s", err, vm.Since().Round(time.Millisecond))
+		// What QEMU's threads did tells a guest waiting on nothing (vCPU asleep) from one
+		// still computing (vCPU time growing) and from QEMU stuck on the host.
+		vm.t.Fatalf("qemu: %v after %s (console silent for %s)\n%s", err, vm.Since().Round(time.Millisecond),
+			vm.silence().Round(time.Millisecond), procState(vm.cmd.Process.Pid))
 	}
 	return m
 }
