@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -454,7 +455,13 @@ func runRepart(devPath string, disk mount.BlockDev, table *gpt.Table, defs []rep
 			}
 		}
 	}
-	if err := repart.Apply(f, size, layout, mkfs.ForRepart); err != nil {
+	// Formatting is most of a first boot's writes (seconds on a slow card, XFS's log):
+	// a line before it says what the console waits for.
+	format := func(w io.WriterAt, size int64, req repart.FormatRequest) error {
+		logf("repart", "%s: formatting %s as %s (%d bytes)", devPath, req.Name, req.Format, size)
+		return mkfs.ForRepart(w, size, req)
+	}
+	if err := repart.Apply(f, size, layout, format); err != nil {
 		return nil, fmt.Errorf("%s: %w", devPath, err)
 	}
 	for _, p := range layout.Partitions {
