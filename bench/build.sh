@@ -4,9 +4,11 @@
 #
 # systemd-repart cannot put files into vfat without mounting it, so its ESP is made the way one
 # has to without root: mkfs.vfat + mtools into a file, then CopyBlocks=. Its store is
-# Format=squashfs + CopyFiles= (it runs mksquashfs with its defaults). Its image is then
-# compressed with the zstd CLI at -11 -T0, about the effort of piboot's encoder (klauspost's
-# "best"); the size at -3 (what the seed's NixOS image uses by default) is printed too.
+# Format=squashfs + CopyFiles= (it runs mksquashfs with its defaults). Its image and split store
+# are then compressed as the seed's NixOS image is: nixpkgs' image/repart.nix runs the zstd CLI
+# on all cores at its default level, 3 (`zstd -T0 -3`). That pipeline is the reference for
+# both goals. The same outputs compressed at -11, about the effort of piboot's encoder
+# (klauspost's "best"), are timed and sized too and printed below it.
 # The UKI is built once by piboot and given to both sides (Debian 12 has no ukify).
 #
 # Prints wall times and the ratios the issue asks for: time (goal <= 0.5x) and compressed
@@ -88,28 +90,36 @@ t1=$(now)
 systemd-repart --empty=create --size=auto --dry-run=no --no-pager --definitions="$W/defs-sd" --root="$W/src" \
   --seed=0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d --split=yes "$W/out-sd/bench_v0.raw" >/dev/null
 t2=$(now)
-zstd -q -T0 -11 "$W/out-sd/bench_v0.raw" -o "$W/out-sd/bench_v0.raw.zst"
-zstd -q -T0 -11 "$W/out-sd/bench_v0.nix-store.raw" -o "$W/out-sd/bench_v0.nix-store.raw.zst"
+zstd -q -T0 -3 "$W/out-sd/bench_v0.raw" -o "$W/out-sd/bench_v0.raw.zst"
+zstd -q -T0 -3 "$W/out-sd/bench_v0.nix-store.raw" -o "$W/out-sd/bench_v0.nix-store.raw.zst"
 t3=$(now)
-s3=$(zstd -q -T0 -3 -c "$W/out-sd/bench_v0.raw" | wc -c)
+zstd -q -T0 -11 "$W/out-sd/bench_v0.raw" -o "$W/out-sd/bench_v0.raw.zst11"
+zstd -q -T0 -11 "$W/out-sd/bench_v0.nix-store.raw" -o "$W/out-sd/bench_v0.nix-store.raw.zst11"
+t4=$(now)
 tesp=$(secs "$t0" "$t1"); trep=$(secs "$t1" "$t2"); tzst=$(secs "$t2" "$t3"); ts=$(secs "$t0" "$t3")
+tz11=$(secs "$t3" "$t4"); ts11=$(echo "$ts - $tzst + $tz11" | bc)
 
 size() { stat -c %s "$1"; }
 pz=$(size "$W/out-piboot/bench_v0.raw.zst"); sz=$(size "$W/out-sd/bench_v0.raw.zst")
 pst=$(size "$W/out-piboot/bench_v0.nix-store.raw.zst"); sst=$(size "$W/out-sd/bench_v0.nix-store.raw.zst")
+sz11=$(size "$W/out-sd/bench_v0.raw.zst11"); sst11=$(size "$W/out-sd/bench_v0.nix-store.raw.zst11")
 praw=$(size "$W/out-piboot/bench_v0.raw"); sraw=$(size "$W/out-sd/bench_v0.raw")
 squ=$(od -An -t u8 -j 40 -N 8 "$W/out-piboot/bench_v0.nix-store.raw" | tr -d ' ')
 ssq=$(od -An -t u8 -j 40 -N 8 "$W/out-sd/bench_v0.nix-store.raw" | tr -d ' ')
 echo
 printf '%-34s %12s %14s\n' "" "piboot" "systemd-repart"
-printf '%-34s %12.2f %14.2f   (ESP %.2f + repart %.2f + zstd %.2f)\n' "wall time, s" "$tp" "$ts" "$tesp" "$trep" "$tzst"
+printf '%-34s %12.2f %14.2f   (ESP %.2f + repart %.2f + zstd -3 %.2f)\n' "wall time, s" "$tp" "$ts" "$tesp" "$trep" "$tzst"
 printf '%-34s %12d %14d\n' "image .raw, bytes" "$praw" "$sraw"
-printf '%-34s %12d %14d   (zstd -3: %d)\n' "image .raw.zst, bytes" "$pz" "$sz" "$s3"
+printf '%-34s %12d %14d\n' "image .raw.zst, bytes" "$pz" "$sz"
 printf '%-34s %12d %14d\n' "store squashfs, bytes used" "$squ" "$ssq"
 printf '%-34s %12d %14d\n' "store .raw.zst, bytes" "$pst" "$sst"
 echo
-printf 'time ratio piboot/systemd-repart:            %.2fx (goal <= 0.5x)\n' "$(echo "$tp / $ts" | bc -l)"
-printf 'compressed image ratio piboot/systemd-repart: %.2fx (goal <= 0.9x)\n' "$(echo "$pz / $sz" | bc -l)"
-printf 'compressed image ratio vs zstd -3:            %.2fx\n' "$(echo "$pz / $s3" | bc -l)"
-printf 'compressed store ratio piboot/systemd-repart: %.2fx\n' "$(echo "$pst / $sst" | bc -l)"
+echo "against the seed's pipeline (systemd-repart + zstd -T0 -3):"
+printf '  time ratio piboot/systemd-repart:            %.2fx (goal <= 0.5x)\n' "$(echo "$tp / $ts" | bc -l)"
+printf '  compressed image ratio piboot/systemd-repart: %.2fx (goal <= 0.9x)\n' "$(echo "$pz / $sz" | bc -l)"
+printf '  compressed store ratio piboot/systemd-repart: %.2fx\n' "$(echo "$pst / $sst" | bc -l)"
+echo "the same outputs at zstd -T0 -11 (zstd %.2f s; image %d B, store %d B):" | sed "s/%.2f/$tz11/; s/%d B, store %d B/$sz11 B, store $sst11 B/"
+printf '  time ratio:                                  %.2fx\n' "$(echo "$tp / $ts11" | bc -l)"
+printf '  compressed image ratio:                      %.2fx\n' "$(echo "$pz / $sz11" | bc -l)"
+printf '  compressed store ratio:                      %.2fx\n' "$(echo "$pst / $sst11" | bc -l)"
 echo "load average (1, 5, 15 min): $(cut -d' ' -f1-3 /proc/loadavg)"
