@@ -2,6 +2,7 @@ package images
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -62,6 +63,16 @@ func TestCompressRange(t *testing.T) {
 			content[at+k] = byte(r.IntN(4)) // compressible but not trivial
 		}
 	}
+	// Chunks of noise, stored as raw frames: one between data chunks and a copy of it (the
+	// probe looks at each chunk alone, so the copy is raw too); and a chunk of noise with a
+	// tail of zeros, whose histogram is flat enough but which the probe compresses.
+	for k := 1 << 20; k < 2<<20; k++ {
+		content[k] = byte(r.Uint32())
+	}
+	copy(content[5<<20:6<<20], content[1<<20:2<<20])
+	for k := 6 << 20; k < 7<<20-100000; k++ {
+		content[k] = byte(r.Uint32())
+	}
 	sparse := filepath.Join(dir, "sparse")
 	dense := filepath.Join(dir, "dense")
 	fs, err := os.Create(sparse)
@@ -111,12 +122,118 @@ func TestCompressRange(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("klauspost: %d bytes, err %v; want %d identical bytes", len(got), err, len(want))
 	}
+	// The two chunks of noise are raw frames; the chunk with a compressible tail went
+	// through the encoder.
+	if got := rawFrames(t, a.Bytes()); len(got) != 2 || got[0] != 1<<20 || got[1] != 1<<20 {
+		t.Errorf("raw frames of %v bytes, want two of 1 MiB (the noise chunks)", got)
+	}
 	if _, err := exec.LookPath("zstd"); err == nil {
 		cmd := exec.Command("zstd", "-dc")
 		cmd.Stdin = bytes.NewReader(a.Bytes())
 		got, err := cmd.Output()
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("zstd -d: %d bytes, err %v; want %d identical bytes", len(got), err, len(want))
+		}
+	}
+}
+
+// rawFrames walks the zstd frames in b and returns the content size of each frame made of
+// raw blocks only.
+func rawFrames(t *testing.T, b []byte) []int {
+	t.Helper()
+	var sizes []int
+	for len(b) > 0 {
+		if len(b) < 6 || binary.LittleEndian.Uint32(b) != 0xFD2FB528 {
+			t.Fatalf("no zstd frame at %x", b[:min(len(b), 8)])
+		}
+		fhd := b[4]
+		fcs := [4]int{0, 2, 4, 8}[fhd>>6]
+		single := fhd>>5&1 == 1
+		if single && fcs == 0 {
+			fcs = 1
+		}
+		did := [4]int{0, 1, 2, 4}[fhd&3]
+		p := 5 + did + fcs
+		if !single {
+			p++
+		}
+		raw, n := true, 0
+		for {
+			h := int(b[p]) | int(b[p+1])<<8 | int(b[p+2])<<16
+			typ, size := h>>1&3, h>>3
+			p += 3
+			switch typ {
+			case 0:
+				p += size
+				n += size
+			case 1:
+				p++
+				raw = false
+			default:
+				p += size
+				raw = false
+			}
+			if h&1 == 1 {
+				break
+			}
+		}
+		if fhd>>2&1 == 1 {
+			p += 4
+		}
+		if raw {
+			sizes = append(sizes, n)
+		}
+		b = b[p:]
+	}
+	return sizes
+}
+
+// TestRawFrame: raw frames decode to their content in klauspost's decoder and the zstd CLI
+// (both check the checksum), and xxh64 matches known vectors, xxh64Zeros and the checksum
+// klauspost's encoder computes.
+func TestRawFrame(t *testing.T) {
+	for in, want := range map[string]uint64{"": 0xEF46DB3751D8E999, "a": 0xD24EC4F1A98C6E5B, "abc": 0x44BC2CF5AD770999} {
+		if got := xxh64([]byte(in)); got != want {
+			t.Errorf("xxh64(%q) = %#x, want %#x", in, got, want)
+		}
+	}
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	var all []byte
+	for _, n := range []int{1, 3, 4, 7, 8, 31, 32, 33, 100, 128 << 10, 128<<10 + 1, 1 << 20, 1<<20 + 12345} {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		if got, want := xxh64(make([]byte, n)), xxh64Zeros(int64(n)); got != want {
+			t.Errorf("n=%d: xxh64 of zeros %#x, xxh64Zeros %#x", n, got, want)
+		}
+		fr := rawFrame(b)
+		got, err := dec.DecodeAll(fr, nil)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("n=%d: decoded %d bytes, err %v", n, len(got), err)
+		}
+		ref := enc.EncodeAll(b, nil)
+		if !bytes.Equal(fr[len(fr)-4:], ref[len(ref)-4:]) {
+			t.Errorf("n=%d: checksum %x, klauspost's %x", n, fr[len(fr)-4:], ref[len(ref)-4:])
+		}
+		all = append(all, fr...)
+	}
+	if _, err := exec.LookPath("zstd"); err == nil {
+		p := filepath.Join(t.TempDir(), "r.zst")
+		if err := os.WriteFile(p, all, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("zstd", "-t", p).CombinedOutput(); err != nil {
+			t.Fatalf("zstd -t: %v\n%s", err, out)
 		}
 	}
 }
