@@ -220,73 +220,82 @@ const (
 // xxh64 is XXH64 with seed 0 of b, the checksum zstd frames carry.
 func xxh64(b []byte) uint64 {
 	le := binary.LittleEndian
-	round := func(acc, in uint64) uint64 { return bits.RotateLeft64(acc+in*xxP2, 31) * xxP1 }
 	n := uint64(len(b))
-	var h uint64
+	h := xxP5
 	if len(b) >= 32 {
-		p1, p2 := xxP1, xxP2 // variables: the sums wrap around
-		v1, v2, v3, v4 := p1+p2, p2, uint64(0), -p1
+		v := xxInit()
 		for ; len(b) >= 32; b = b[32:] {
-			v1 = round(v1, le.Uint64(b))
-			v2 = round(v2, le.Uint64(b[8:]))
-			v3 = round(v3, le.Uint64(b[16:]))
-			v4 = round(v4, le.Uint64(b[24:]))
+			for i := range v {
+				v[i] = xxRound(v[i], le.Uint64(b[8*i:]))
+			}
 		}
-		h = bits.RotateLeft64(v1, 1) + bits.RotateLeft64(v2, 7) + bits.RotateLeft64(v3, 12) + bits.RotateLeft64(v4, 18)
-		for _, v := range []uint64{v1, v2, v3, v4} {
-			h = (h^round(0, v))*xxP1 + xxP4
-		}
-	} else {
-		h = xxP5
+		h = xxMerge(v)
 	}
 	h += n
 	for ; len(b) >= 8; b = b[8:] {
-		h = bits.RotateLeft64(h^round(0, le.Uint64(b)), 27)*xxP1 + xxP4
+		h = xxTail8(h, le.Uint64(b))
 	}
 	if len(b) >= 4 {
-		h = bits.RotateLeft64(h^uint64(le.Uint32(b))*xxP1, 23)*xxP2 + xxP3
+		h = xxTail4(h, le.Uint32(b))
 		b = b[4:]
 	}
 	for _, c := range b {
-		h = bits.RotateLeft64(h^uint64(c)*xxP5, 11) * xxP1
+		h = xxTail1(h, c)
 	}
-	h ^= h >> 33
-	h *= xxP2
-	h ^= h >> 29
-	h *= xxP3
-	h ^= h >> 32
-	return h
+	return xxAvalanche(h)
 }
 
-// xxh64Zeros is XXH64 (seed 0) of n zero bytes, the checksum zstd frames carry.
+// xxh64Zeros is xxh64 of n zero bytes, without the bytes: zero runs can be gigabytes.
 func xxh64Zeros(n int64) uint64 {
-	round := func(acc, in uint64) uint64 { return bits.RotateLeft64(acc+in*xxP2, 31) * xxP1 }
-	var h uint64
 	left := n
+	h := xxP5
 	if n >= 32 {
-		p1, p2 := xxP1, xxP2 // variables: the sums wrap around
-		v1, v2, v3, v4 := p1+p2, p2, uint64(0), -p1
+		v := xxInit()
 		for ; left >= 32; left -= 32 {
-			v1, v2, v3, v4 = round(v1, 0), round(v2, 0), round(v3, 0), round(v4, 0)
+			for i := range v {
+				v[i] = xxRound(v[i], 0)
+			}
 		}
-		h = bits.RotateLeft64(v1, 1) + bits.RotateLeft64(v2, 7) + bits.RotateLeft64(v3, 12) + bits.RotateLeft64(v4, 18)
-		for _, v := range []uint64{v1, v2, v3, v4} {
-			h = (h^round(0, v))*xxP1 + xxP4
-		}
-	} else {
-		h = xxP5
+		h = xxMerge(v)
 	}
 	h += uint64(n)
 	for ; left >= 8; left -= 8 {
-		h = bits.RotateLeft64(h^round(0, 0), 27)*xxP1 + xxP4
+		h = xxTail8(h, 0)
 	}
 	if left >= 4 {
-		h = bits.RotateLeft64(h, 23)*xxP2 + xxP3
+		h = xxTail4(h, 0)
 		left -= 4
 	}
 	for ; left > 0; left-- {
-		h = bits.RotateLeft64(h, 11) * xxP1
+		h = xxTail1(h, 0)
 	}
+	return xxAvalanche(h)
+}
+
+// The steps of XXH64 (seed 0) shared by xxh64 and xxh64Zeros.
+
+func xxInit() [4]uint64 {
+	p1, p2 := xxP1, xxP2 // variables: the sums wrap around
+	return [4]uint64{p1 + p2, p2, 0, -p1}
+}
+
+func xxRound(acc, in uint64) uint64 { return bits.RotateLeft64(acc+in*xxP2, 31) * xxP1 }
+
+func xxMerge(v [4]uint64) uint64 {
+	h := bits.RotateLeft64(v[0], 1) + bits.RotateLeft64(v[1], 7) + bits.RotateLeft64(v[2], 12) + bits.RotateLeft64(v[3], 18)
+	for _, x := range v {
+		h = (h^xxRound(0, x))*xxP1 + xxP4
+	}
+	return h
+}
+
+func xxTail8(h, in uint64) uint64 { return bits.RotateLeft64(h^xxRound(0, in), 27)*xxP1 + xxP4 }
+func xxTail4(h uint64, in uint32) uint64 {
+	return bits.RotateLeft64(h^uint64(in)*xxP1, 23)*xxP2 + xxP3
+}
+func xxTail1(h uint64, c byte) uint64 { return bits.RotateLeft64(h^uint64(c)*xxP5, 11) * xxP1 }
+
+func xxAvalanche(h uint64) uint64 {
 	h ^= h >> 33
 	h *= xxP2
 	h ^= h >> 29

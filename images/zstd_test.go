@@ -3,6 +3,7 @@ package images
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -11,44 +12,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 )
-
-// TestZeroFrame: the hand-made RLE frames decode to n zeros with a valid checksum in
-// klauspost's decoder (which checks it) and in the zstd CLI, and their checksum is the one
-// klauspost's encoder computes.
-func TestZeroFrame(t *testing.T) {
-	dec, err := zstd.NewReader(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dec.Close()
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderCRC(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []int64{1, 3, 4, 7, 8, 31, 32, 33, 100, 128 << 10, 128<<10 + 1, 1 << 20, 5<<20 + 12345} {
-		fr := zeroFrame(n)
-		got, err := dec.DecodeAll(fr, nil)
-		if err != nil {
-			t.Fatalf("n=%d: %v", n, err)
-		}
-		if int64(len(got)) != n || bytes.Count(got, []byte{0}) != len(got) {
-			t.Fatalf("n=%d: decoded %d bytes, not all zero", n, len(got))
-		}
-		ref := enc.EncodeAll(make([]byte, n), nil)
-		if !bytes.Equal(fr[len(fr)-4:], ref[len(ref)-4:]) {
-			t.Errorf("n=%d: checksum %x, klauspost's %x", n, fr[len(fr)-4:], ref[len(ref)-4:])
-		}
-	}
-	if _, err := exec.LookPath("zstd"); err == nil {
-		p := filepath.Join(t.TempDir(), "z.zst")
-		if err := os.WriteFile(p, append(zeroFrame(3<<20+5), zeroFrame(77)...), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command("zstd", "-t", p).CombinedOutput(); err != nil {
-			t.Fatalf("zstd -t: %v\n%s", err, out)
-		}
-	}
-}
 
 // TestCompressRange: data, zero runs, holes and a range past the file's end come back as
 // they were, through klauspost's decoder and zstd -d; the frames do not depend on which
@@ -188,10 +151,11 @@ func rawFrames(t *testing.T, b []byte) []int {
 	return sizes
 }
 
-// TestRawFrame: raw frames decode to their content in klauspost's decoder and the zstd CLI
-// (both check the checksum), and xxh64 matches known vectors, xxh64Zeros and the checksum
-// klauspost's encoder computes.
-func TestRawFrame(t *testing.T) {
+// TestHandMadeFrames: the RLE frames of zero runs and the raw frames of noise decode to
+// their content in klauspost's decoder and the zstd CLI (both check the checksum), and their
+// checksum is the one klauspost's encoder computes; xxh64 matches known vectors and
+// xxh64Zeros.
+func TestHandMadeFrames(t *testing.T) {
 	for in, want := range map[string]uint64{"": 0xEF46DB3751D8E999, "a": 0xD24EC4F1A98C6E5B, "abc": 0x44BC2CF5AD770999} {
 		if got := xxh64([]byte(in)); got != want {
 			t.Errorf("xxh64(%q) = %#x, want %#x", in, got, want)
@@ -206,29 +170,33 @@ func TestRawFrame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := rand.New(rand.NewPCG(3, 4))
 	var all []byte
-	for _, n := range []int{1, 3, 4, 7, 8, 31, 32, 33, 100, 128 << 10, 128<<10 + 1, 1 << 20, 1<<20 + 12345} {
+	check := func(what string, fr, want []byte) {
+		t.Helper()
+		got, err := dec.DecodeAll(fr, nil)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: decoded %d bytes, err %v; want %d identical bytes", what, len(got), err, len(want))
+		}
+		ref := enc.EncodeAll(want, nil)
+		if !bytes.Equal(fr[len(fr)-4:], ref[len(ref)-4:]) {
+			t.Errorf("%s: checksum %x, klauspost's %x", what, fr[len(fr)-4:], ref[len(ref)-4:])
+		}
+		all = append(all, fr...)
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1, 3, 4, 7, 8, 31, 32, 33, 100, 128 << 10, 128<<10 + 1, 1 << 20, 5<<20 + 12345} {
+		if got, want := xxh64(make([]byte, n)), xxh64Zeros(int64(n)); got != want {
+			t.Errorf("n=%d: xxh64 of zeros %#x, xxh64Zeros %#x", n, got, want)
+		}
+		check(fmt.Sprintf("zero frame of %d bytes", n), zeroFrame(int64(n)), make([]byte, n))
 		b := make([]byte, n)
 		for i := range b {
 			b[i] = byte(r.Uint32())
 		}
-		if got, want := xxh64(make([]byte, n)), xxh64Zeros(int64(n)); got != want {
-			t.Errorf("n=%d: xxh64 of zeros %#x, xxh64Zeros %#x", n, got, want)
-		}
-		fr := rawFrame(b)
-		got, err := dec.DecodeAll(fr, nil)
-		if err != nil || !bytes.Equal(got, b) {
-			t.Fatalf("n=%d: decoded %d bytes, err %v", n, len(got), err)
-		}
-		ref := enc.EncodeAll(b, nil)
-		if !bytes.Equal(fr[len(fr)-4:], ref[len(ref)-4:]) {
-			t.Errorf("n=%d: checksum %x, klauspost's %x", n, fr[len(fr)-4:], ref[len(ref)-4:])
-		}
-		all = append(all, fr...)
+		check(fmt.Sprintf("raw frame of %d bytes", n), rawFrame(b), b)
 	}
 	if _, err := exec.LookPath("zstd"); err == nil {
-		p := filepath.Join(t.TempDir(), "r.zst")
+		p := filepath.Join(t.TempDir(), "frames.zst")
 		if err := os.WriteFile(p, all, 0o644); err != nil {
 			t.Fatal(err)
 		}
