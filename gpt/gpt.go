@@ -20,7 +20,7 @@ import (
 	"io"
 	"unicode/utf16"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Attribute bits of a partition entry.

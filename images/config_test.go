@@ -7,8 +7,8 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 const goodConf = `# comment

@@ -14,8 +14,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 	"github.com/piboot/piboot/mkfs/squashfs"
 	"github.com/piboot/piboot/repart"
 )

@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Layout constants of a built image. Partitions start on 1 MiB boundaries (SD cards erase in

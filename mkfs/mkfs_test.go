@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 
 	"github.com/piboot/piboot/internal/testutil"
 	"github.com/piboot/piboot/repart"

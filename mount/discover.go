@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Part is one partition of a disk, as its GPT describes it.

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf16"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // LoaderVar is the efivarfs file in which systemd-boot records the PARTUUID of the

@@ -11,8 +11,8 @@ import (
 	"time"
 	"unicode/utf16"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // fakeSysfs builds /sys/class/block for disks name→size in bytes, with partitions

@@ -21,9 +21,9 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/internal/testutil"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // The differential test runs systemd-repart 252 and Plan+Apply on copies of the same randomly

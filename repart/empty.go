@@ -6,8 +6,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // EmptyMode is systemd-repart's --empty=: what to do about a disk without a partition table.

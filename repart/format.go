@@ -6,7 +6,7 @@ package repart
 import (
 	"io"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // FormatRequest says which filesystem to create in a new partition before the partition

@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/internal/testutil"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Bad disks and definitions given to Run, as `piboot repart` gets them: each is refused with

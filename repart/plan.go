@@ -8,8 +8,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Sizes systemd-repart 252 works with.

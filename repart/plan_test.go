@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // seedTable is the seed's layout (ESP 200 MiB "boot", "nix-store_v0" and "_empty" of 256 MiB)

@@ -5,8 +5,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Seed picks the seed for partition UUIDs: flag (a UUID, e.g. from --seed, or "random") if not empty, else

@@ -11,8 +11,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // App IDs from which systemd (v260+) derives the partition types that mark a slot being

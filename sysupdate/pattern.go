@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Pattern is one compiled MatchPattern: literal text and @-wildcards.

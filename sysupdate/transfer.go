@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // DefaultDirs are where systemd-sysupdate looks for transfer files, highest priority first.

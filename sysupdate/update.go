@@ -19,9 +19,9 @@ import (
 	"time"
 	"unicode/utf16"
 
-	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 	"github.com/ulikunitz/xz"
 )
 

@@ -20,10 +20,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/internal/testutil"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 const (

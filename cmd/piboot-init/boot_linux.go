@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 	"golang.org/x/sys/unix"
 
 	"github.com/piboot/piboot/gpt"

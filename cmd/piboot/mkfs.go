@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 
 	"github.com/piboot/piboot/mkfs"
 	"github.com/piboot/piboot/mkfs/ext4"

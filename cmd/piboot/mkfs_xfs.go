@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 	"github.com/piboot/piboot/mkfs/xfs"
 )
 

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/klauspost/compress/zstd"
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/uuid"
 	"github.com/piboot/piboot/sysupdate"
 )
 

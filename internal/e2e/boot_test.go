@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/initrd"

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/initrd"

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 
 	"github.com/piboot/piboot/internal/testutil"
 )

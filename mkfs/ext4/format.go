@@ -1,7 +1,6 @@
 package ext4
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -11,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Options describe the filesystem to make. The zero value gives mkfs.ext4's defaults with
@@ -116,7 +115,7 @@ func Format(w io.WriterAt, size int64, opts Options) error {
 	}
 	var seq [4]byte
 	for be.Uint32(seq[:]) == 0 {
-		if _, err := rand.Read(seq[:]); err != nil {
+		if _, err := uuid.Read(seq[:]); err != nil {
 			return fmt.Errorf("ext4: journal sequence: %w", err)
 		}
 	}

@@ -41,7 +41,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // DefaultEpoch is the timestamp of every entry when neither Options.Time nor SOURCE_DATE_EPOCH

@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 	"io"
 	"io/fs"
 	"maps"

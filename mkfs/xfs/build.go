@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 var be = binary.BigEndian

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/internal/testutil"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 var testUUID = uuid.MustParse("0f9e8d7c-6b5a-4938-8271-605f4e3d2c1b")

@@ -7,9 +7,9 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/google/uuid"
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/internal/testutil"
+	"github.com/piboot/piboot/internal/uuid"
 	"github.com/piboot/piboot/mkfs"
 	"github.com/piboot/piboot/mkfs/xfs"
 	"github.com/piboot/piboot/repart"

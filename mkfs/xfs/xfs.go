@@ -52,7 +52,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/piboot/piboot/internal/uuid"
 )
 
 // Options describe the filesystem; the zero value is valid (random UUID, no label).
