@@ -170,24 +170,37 @@ func looksRandom(b []byte) bool {
 // rawFrame returns b as one zstd frame of raw blocks of at most 128 KiB: a 128 KiB window
 // (raw blocks refer to nothing), the content size and checksum, like zeroFrame's.
 func rawFrame(b []byte) []byte {
-	const block = 128 << 10
-	out := make([]byte, 0, len(b)+len(b)/block*3+32)
-	out = binary.LittleEndian.AppendUint32(out, 0xFD2FB528)
-	out = append(out, 3<<6|1<<2, (17-10)<<3)
-	out = binary.LittleEndian.AppendUint64(out, uint64(len(b)))
+	out := frameHeader(make([]byte, 0, len(b)+len(b)/handBlock*3+32), int64(len(b)))
 	for rest := b; ; {
-		k := min(len(rest), block)
-		h := uint32(k) << 3 // raw block
-		if k == len(rest) {
-			h |= 1 // last
-		}
-		out = append(out, byte(h), byte(h>>8), byte(h>>16))
-		out = append(out, rest[:k]...)
+		k := min(len(rest), handBlock)
+		out = append(blockHeader(out, 0, k, k == len(rest)), rest[:k]...)
 		if rest = rest[k:]; len(rest) == 0 {
 			break
 		}
 	}
 	return binary.LittleEndian.AppendUint32(out, uint32(xxh64(b)))
+}
+
+// handBlock is the block size of the frames written here without an encoder: 128 KiB, the
+// most a block may hold, with a window of the same size (they refer to nothing).
+const handBlock = 128 << 10
+
+// frameHeader appends a zstd frame header for n bytes of content: the 8-byte content size,
+// a content checksum at the end, a 128 KiB window.
+func frameHeader(b []byte, n int64) []byte {
+	b = binary.LittleEndian.AppendUint32(b, 0xFD2FB528)
+	b = append(b, 3<<6|1<<2, (17-10)<<3)
+	return binary.LittleEndian.AppendUint64(b, uint64(n))
+}
+
+// blockHeader appends the 3-byte header of a block of type typ (0 raw, 1 RLE) holding k
+// bytes of content.
+func blockHeader(b []byte, typ uint32, k int, last bool) []byte {
+	h := uint32(k)<<3 | typ<<1
+	if last {
+		h |= 1
+	}
+	return append(b, byte(h), byte(h>>8), byte(h>>16))
 }
 
 func newZstdEncoder(level zstd.EncoderLevel) (*zstd.Encoder, error) {
@@ -203,19 +216,11 @@ func newZstdEncoder(level zstd.EncoderLevel) (*zstd.Encoder, error) {
 // zeroFrame returns a zstd frame of n zero bytes: RLE blocks of 128 KiB, a 128 KiB window
 // (decoders need no more memory than for one block) and the content checksum.
 func zeroFrame(n int64) []byte {
-	const block = 128 << 10
-	b := binary.LittleEndian.AppendUint32(nil, 0xFD2FB528)
-	// Frame header: 8-byte content size, checksum; window 2^17.
-	b = append(b, 3<<6|1<<2, (17-10)<<3)
-	b = binary.LittleEndian.AppendUint64(b, uint64(n))
+	b := frameHeader(nil, n)
 	for left := n; left > 0; {
-		k := min(left, block)
+		k := min(left, handBlock)
 		left -= k
-		h := uint32(k)<<3 | 1<<1 // RLE block
-		if left == 0 {
-			h |= 1 // last
-		}
-		b = append(b, byte(h), byte(h>>8), byte(h>>16), 0)
+		b = append(blockHeader(b, 1, int(k), left == 0), 0) // RLE of the byte 0
 	}
 	return binary.LittleEndian.AppendUint32(b, uint32(xxh64Zeros(n)))
 }
