@@ -83,8 +83,12 @@ func start(t testing.TB, bin string, args []string) (*VM, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	vm := &VM{t: t, cmd: cmd, stdin: stdin, change: make(chan struct{}), done: make(chan struct{})}
 	slot, waited := acquireSlot(slotDir(), slotCount(), slotWait)
-	if waited > time.Second {
-		t.Logf("qemu: waited %s for one of %d VM slots (%v)", waited.Round(time.Millisecond), slotCount(), slot != nil)
+	switch {
+	case slot == nil:
+		t.Logf("qemu: starting without one of the %d VM slots in %s (none free after %s, or no lock files)",
+			slotCount(), slotDir(), waited.Round(time.Millisecond))
+	case waited > time.Second:
+		t.Logf("qemu: waited %s for one of the %d VM slots", waited.Round(time.Millisecond), slotCount())
 	}
 	vm.start = time.Now()
 	if err := cmd.Start(); err != nil {
