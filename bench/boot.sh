@@ -3,8 +3,9 @@
 # second boot of a 32 GiB card: switch_root after N ms (N counts from the kernel's exec of
 # /init, Go's start-up included), module loading, switch_root less module loading, disk
 # discovery, repart, mounts, piboot-init's CPU time (since main's package initialization)
-# and Go's start-up (exec to main's package initialization); then the initramfs size with
-# and without kernel modules.
+# and Go's start-up (exec to main's package initialization); the same start-up of a Go /init
+# that does nothing (BenchmarkGoFloor: the floor under every figure here); then the
+# initramfs size with and without kernel modules.
 #
 # One boot step by step: PIBOOT_E2E_TIMELINE=1 PIBOOT_BENCH_APPEND=piboot.trace go test -v
 #   -run '^$' -bench 'BenchmarkBoot$' -benchtime=1x ./internal/e2e  (a "trace:" line per
@@ -32,7 +33,7 @@ if [ -n "${BEFORE:-}" ]; then
 	git archive "$BEFORE" | tar -x -C "$before_dir"
 fi
 bench() { # dir output-file
-	(cd "$1" && go test -count=1 -run '^$' -bench 'BenchmarkBoot$' -benchtime=1x -timeout 30m ./internal/e2e) >"$2.run" || { cat "$2.run"; exit 1; }
+	(cd "$1" && go test -count=1 -run '^$' -bench 'BenchmarkBoot$|BenchmarkGoFloor$' -benchtime=1x -timeout 30m ./internal/e2e) >"$2.run" || { cat "$2.run"; exit 1; }
 	cat "$2.run" >>"$2"
 	rm -f "$2.run"
 }
@@ -46,21 +47,21 @@ done
 echo "load after:  $(cut -d' ' -f1-3 /proc/loadavg)"
 table() {
 awk -v runs="$runs" '
-/^BenchmarkBoot/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = v[$(i+1)] " " $i }
+/^Benchmark(Boot|GoFloor)-/ { for (i = 3; i < NF; i += 2) v[$(i+1)] = v[$(i+1)] " " $i }
+# "median (min-max)" of the values reported under name, "-" if none.
+function stat(name,   n, i, j, t, xs, med) {
+	n = split(v[name], xs, " ")
+	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (xs[j] + 0 < xs[i] + 0) { t = xs[i]; xs[i] = xs[j]; xs[j] = t }
+	med = (n % 2 ? xs[(n + 1) / 2] : (xs[n / 2] + xs[n / 2 + 1]) / 2)
+	return n ? sprintf("%d (%d-%d)", med, xs[1], xs[n]) : "-"
+}
 END {
 	split("switch_root-ms modules-ms without-modules-ms finit_module-ms modules-loaded disk-ms repart-ms mounts-ms cpu-user-ms cpu-system-ms kernel-ms go-startup-ms", keys, " ")
 	printf "%-22s %20s %20s   (median of %d; min-max)\n", "", "first boot", "second boot", runs
-	for (k = 1; k in keys; k++) {
-		printf "%-22s", keys[k]
-		for (b = 1; b <= 2; b++) {
-			name = (b == 1 ? "first-" : "second-") keys[k]
-			n = split(v[name], xs, " ")
-			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (xs[j] + 0 < xs[i] + 0) { t = xs[i]; xs[i] = xs[j]; xs[j] = t }
-			med = (n % 2 ? xs[(n + 1) / 2] : (xs[n / 2] + xs[n / 2 + 1]) / 2)
-			printf " %20s", n ? sprintf("%d (%d-%d)", med, xs[1], xs[n]) : "-"
-		}
-		printf "\n"
-	}
+	for (k = 1; k in keys; k++)
+		printf "%-22s %20s %20s\n", keys[k], stat("first-" keys[k]), stat("second-" keys[k])
+	# BenchmarkGoFloor: a Go /init that only reaches main, same kernel and machine.
+	printf "%-22s %20s   (exec to main of a Go /init doing nothing)\n", "go-startup floor", stat("floor-go-startup-ms")
 }' "$1"
 }
 if [ -n "$before_dir" ]; then

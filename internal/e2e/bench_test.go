@@ -4,11 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/piboot/piboot/initrd"
+	"github.com/piboot/piboot/internal/qemu"
 	"github.com/piboot/piboot/internal/testutil"
 )
 
@@ -90,6 +92,35 @@ func BenchmarkBoot(b *testing.B) {
 			b.ReportMetric(float64(f.gostart), name+"-go-startup-ms")
 		}
 	}
+}
+
+// BenchmarkGoFloor boots, in place of piboot-init, the least a Go PID 1 can be
+// (testdata/floor: it reaches main, logs a line, powers off) with BenchmarkBoot's kernel,
+// command line and machine, and reports the time from the kernel's exec of /init to that
+// program's main: the Go runtime's own start-up, the floor under BenchmarkBoot's
+// go-startup-ms and so under every switch_root figure.
+func BenchmarkGoFloor(b *testing.B) {
+	vmlinuz, _ := testutil.Kernel(b, "arm64")
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "floor")
+	if err := goBuild(bin, "./testdata/floor"); err != nil {
+		b.Fatal(err)
+	}
+	img := filepath.Join(dir, "floor.cpio.zst")
+	if _, err := initrd.BuildFile(img, initrd.Config{Init: bin}); err != nil {
+		b.Fatal(err)
+	}
+	var ms []int
+	for i := 0; i < b.N; i++ {
+		vm := qemu.Start(b, qemu.Config{Kernel: vmlinuz, Initrd: img, Append: "quiet panic=-1"})
+		m := vm.WaitFor(`^piboot-floor: exec to main (\d+) ms$`, bootWait)
+		vm.Wait(bootWait)
+		n, _ := strconv.Atoi(m[1])
+		ms = append(ms, n)
+	}
+	b.Logf("exec to main, ms: %v", ms)
+	slices.Sort(ms)
+	b.ReportMetric(float64(ms[len(ms)/2]), "floor-go-startup-ms") // the median, for -benchtime=Nx
 }
 
 // TestParseFigures keeps the benchmark's console parsing in step with piboot-init's lines.
