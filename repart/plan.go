@@ -1,14 +1,13 @@
 package repart
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/piboot/piboot/gpt"
+	"github.com/piboot/piboot/internal/sha2"
 	"github.com/piboot/piboot/internal/uuid"
 )
 
@@ -746,10 +745,9 @@ func (pl *planner) partitionLabel(i int) string {
 }
 
 func hmacUUID(key uuid.UUID, msg []byte) uuid.UUID {
-	m := hmac.New(sha256.New, key[:])
-	m.Write(msg)
+	sum := sha2.HMAC256(key[:], msg)
 	var id uuid.UUID
-	copy(id[:], m.Sum(nil))
+	copy(id[:], sum[:])
 	id[6] = id[6]&0x0F | 0x40
 	id[8] = id[8]&0x3F | 0x80
 	return id

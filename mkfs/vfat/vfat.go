@@ -30,7 +30,6 @@
 package vfat
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,6 +40,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/piboot/piboot/internal/sha2"
 	"github.com/piboot/piboot/internal/uuid"
 )
 
@@ -246,7 +246,7 @@ func plan(size int64, opts Options) (*fsPlan, error) {
 		if opts.UUID != uuid.Nil {
 			p.volID = binary.BigEndian.Uint32(opts.UUID[:4])
 		} else {
-			h := sha256.Sum256([]byte(fmt.Sprintf("piboot vfat\x00%s\x00%d\x00%d", opts.Label, ts.Unix(), size)))
+			h := sha2.Sum256([]byte(fmt.Sprintf("piboot vfat\x00%s\x00%d\x00%d", opts.Label, ts.Unix(), size)))
 			p.volID = binary.LittleEndian.Uint32(h[:4])
 		}
 	}
