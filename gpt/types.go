@@ -34,8 +34,10 @@ type PartitionType struct {
 // to the same name systemd prints (and uses for default labels).
 //
 // The GUIDs stay strings: parsing all of them at start-up cost every piboot process about
-// 0.3 ms, while a lookup needs one comparison per entry and one parse.
-var typeTable = [...][4]string{
+// 0.3 ms, while a lookup needs one comparison per entry and one parse. A slice, not an
+// array: ranging over an array copies it, and these 8.6 KB on the stack made the first
+// lookup grow the goroutine's stack (a new 32 KiB stack, fresh pages, copied).
+var typeTable = [][4]string{
 	{"root-alpha", "6523f8ae-3eb1-4e2a-a05a-18b695ae656f", "alpha", "root"},
 	{"root-alpha-verity", "fc56d9e9-e6e5-4c06-be32-e74407ce09a5", "alpha", "root-verity"},
 	{"root-alpha-verity-sig", "d46495b7-a053-414f-80f7-700c99921ef8", "alpha", "root-verity-sig"},
