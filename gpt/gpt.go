@@ -256,6 +256,11 @@ func (c *copyInfo) ok() bool { return c.err == nil }
 
 // readCopy reads and checks the header at lba and its entry array.
 func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64) *copyInfo {
+	return readCopyInto(r, lba, sectorSize, devSectors, nil)
+}
+
+// readCopyInto is readCopy reading the entry array into buf when it is large enough.
+func readCopyInto(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64, buf []byte) *copyInfo {
 	c := &copyInfo{}
 	if lba == 0 || lba >= devSectors {
 		c.err = fmt.Errorf("LBA %d outside the device (%d sectors)", lba, devSectors)
@@ -290,7 +295,11 @@ func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64) *cop
 			h.firstUsable, h.lastUsab, lba, h.entriesLBA, end-1)
 		return c
 	}
-	c.entries = make([]byte, n)
+	if uint64(cap(buf)) >= n {
+		c.entries = buf[:n]
+	} else {
+		c.entries = make([]byte, n)
+	}
 	if _, err := r.ReadAt(c.entries, int64(h.entriesLBA)*int64(sectorSize)); err != nil {
 		c.err = fmt.Errorf("read entries at LBA %d: %w", h.entriesLBA, err)
 		return c

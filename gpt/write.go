@@ -50,18 +50,20 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 	if err := t.check(t.LastUsableLBA + 1); err != nil {
 		return fmt.Errorf("gpt: %w", err)
 	}
-	entries, err := t.encodeEntries()
-	if err != nil {
+	// The entry array padded to whole sectors, as written; the CRC covers the entries only.
+	pad := make([]byte, es*ss)
+	entries := pad[:uint64(t.EntryCount)*uint64(t.EntrySize)]
+	if err := t.encodeEntries(entries); err != nil {
 		return fmt.Errorf("gpt: %w", err)
 	}
 	ecrc := crc32.ChecksumIEEE(entries)
-	pad := make([]byte, es*ss)
-	copy(pad, entries)
 	primary := t.encodeHeader(1, last, t.EntriesLBA, ecrc)
 	backup := t.encodeHeader(last, 1, backupEntries, ecrc)
 
 	ww := &diffWriter{w: w}
-	ww.r, _ = w.(io.ReaderAt)
+	if ww.r, _ = w.(io.ReaderAt); ww.r != nil {
+		ww.old = make([]byte, len(pad))
+	}
 	mbr := make([]byte, 512)
 	if ww.r != nil {
 		if _, err := ww.r.ReadAt(mbr, 0); err != nil {
@@ -85,7 +87,7 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 		{"primary header", ss, primary, true},
 	}
 	steps := append([]step{{"protective MBR", 0, mbr, false}}, append(backupSteps, primarySteps...)...)
-	if ww.r != nil && !validAt(ww.r, 1, t.SectorSize, uint64(size)/ss) {
+	if ww.r != nil && !validAt(ww.r, 1, t.SectorSize, uint64(size)/ss, ww.old) {
 		// The primary is damaged, so the backup may be the only valid copy: it must not be
 		// touched before a complete new primary is on the disk.
 		steps = append([]step{{"protective MBR", 0, mbr, false}}, append(primarySteps, backupSteps...)...)
@@ -106,9 +108,10 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 	return nil
 }
 
-// validAt reports whether a complete, valid GPT copy has its header at lba.
-func validAt(r io.ReaderAt, lba uint64, ss int, devSectors uint64) bool {
-	return readCopy(r, lba, ss, devSectors).ok()
+// validAt reports whether a complete, valid GPT copy has its header at lba; buf is scratch
+// space for its entry array.
+func validAt(r io.ReaderAt, lba uint64, ss int, devSectors uint64, buf []byte) bool {
+	return readCopyInto(r, lba, ss, devSectors, buf).ok()
 }
 
 // diffWriter writes only the sector span that differs from what the device holds.
@@ -116,11 +119,17 @@ type diffWriter struct {
 	w     io.WriterAt
 	r     io.ReaderAt
 	dirty bool
+	old   []byte // what the device holds, read before each write
 }
 
 func (d *diffWriter) write(data []byte, off int64, ss int) error {
 	if d.r != nil {
-		old := make([]byte, len(data))
+		// One buffer for all the steps' reads: each fresh 16 KiB is four more pages to
+		// fault in, a noticeable part of a repart run.
+		if cap(d.old) < len(data) {
+			d.old = make([]byte, len(data))
+		}
+		old := d.old[:len(data)]
 		if _, err := d.r.ReadAt(old, off); err != nil && err != io.EOF {
 			return err
 		}
@@ -163,8 +172,8 @@ func (t *Table) encodeHeader(my, alt, entriesLBA uint64, entriesCRC uint32) []by
 	return b
 }
 
-func (t *Table) encodeEntries() ([]byte, error) {
-	b := make([]byte, uint64(t.EntryCount)*uint64(t.EntrySize))
+// encodeEntries fills b, zeroed and EntryCount*EntrySize bytes long, with the entry array.
+func (t *Table) encodeEntries(b []byte) error {
 	le := binary.LittleEndian
 	for _, p := range t.Partitions {
 		e := b[uint64(p.Index-1)*uint64(t.EntrySize):][:t.EntrySize]
@@ -178,10 +187,10 @@ func (t *Table) encodeEntries() ([]byte, error) {
 		le.PutUint64(e[40:], p.LastLBA)
 		le.PutUint64(e[48:], p.Attributes)
 		if err := encodeName(e[56:], p.Name); err != nil {
-			return nil, fmt.Errorf("partition %d: %w", p.Index, err)
+			return fmt.Errorf("partition %d: %w", p.Index, err)
 		}
 	}
-	return b, nil
+	return nil
 }
 
 // unchanged reports whether p still matches the entry it was read from.
