@@ -35,8 +35,8 @@ type PartitionType struct {
 //
 // The GUIDs stay strings: parsing all of them at start-up cost every piboot process about
 // 0.3 ms, while a lookup needs one comparison per entry and one parse. A slice, not an
-// array: ranging over an array copies it, and these 8.6 KB on the stack made the first
-// lookup grow the goroutine's stack (a new 32 KiB stack, fresh pages, copied).
+// array: ranging over an array copies it, 8.6 KB onto the stack at every lookup (a frame
+// that large made the first lookup grow the goroutine's stack).
 var typeTable = [][4]string{
 	{"root-alpha", "6523f8ae-3eb1-4e2a-a05a-18b695ae656f", "alpha", "root"},
 	{"root-alpha-verity", "fc56d9e9-e6e5-4c06-be32-e74407ce09a5", "alpha", "root-verity"},
