@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
-	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // PartitionNode names partition n of a disk as libfdisk (and so systemd-repart) does: a "p"
@@ -25,8 +26,8 @@ func PartitionNode(disk string, n int) string {
 // WriteTable prints the layout as systemd-repart does: one row per partition with its size
 // and padding change, then the sums and what will happen.
 func (l *Layout) WriteTable(w io.Writer, disk string) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tLABEL\tUUID\tFILE\tNODE\tOFFSET\tSIZE\tPADDING\tACTIVITY")
+	rows := make([][]string, 0, len(l.Partitions)+2)
+	rows = append(rows, []string{"TYPE", "LABEL", "UUID", "FILE", "NODE", "OFFSET", "SIZE", "PADDING", "ACTIVITY"})
 	var sumSize, sumPad uint64
 	for _, p := range l.Partitions {
 		file := "-"
@@ -47,11 +48,11 @@ func (l *Layout) WriteTable(w io.Writer, disk string) error {
 		}
 		sumSize += uint64(p.Size)
 		sumPad += uint64(p.Padding)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.TypeName, label, p.UUID, file,
-			PartitionNode(disk, p.Index), p.Offset, sizeChange(old, uint64(p.Size)), sizeChange(oldPad, uint64(p.Padding)), p.Action)
+		rows = append(rows, []string{p.TypeName, label, p.UUID.String(), file, PartitionNode(disk, p.Index),
+			strconv.FormatInt(p.Offset, 10), sizeChange(old, uint64(p.Size)), sizeChange(oldPad, uint64(p.Padding)), string(p.Action)})
 	}
-	fmt.Fprintf(tw, "\t\t\t\t\t\tΣ = %s\tΣ = %s\t\n", formatBytes(sumSize), formatBytes(sumPad))
-	if err := tw.Flush(); err != nil {
+	rows = append(rows, []string{"", "", "", "", "", "", "Σ = " + formatBytes(sumSize), "Σ = " + formatBytes(sumPad), ""})
+	if err := writeColumns(w, rows); err != nil {
 		return err
 	}
 	for _, d := range l.Dropped {
@@ -65,6 +66,43 @@ func (l *Layout) WriteTable(w io.Writer, disk string) error {
 		return err
 	}
 	return nil
+}
+
+// writeColumns writes rows of cells, all rows with the same number of cells, as
+// text/tabwriter with padding 1 writes them when each cell but a row's last ends in a tab:
+// every cell but the last padded with spaces to one more than the widest in its column
+// (counted in runes), the last as it is. One buffer, sized up front: tabwriter's growing
+// buffers and cell lists were a dozen fresh pages of a repart run.
+func writeColumns(w io.Writer, rows [][]string) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	widths := make([]int, len(rows[0])-1)
+	for _, r := range rows {
+		for i, c := range r[:len(r)-1] {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	size := 0
+	for _, r := range rows {
+		for i, c := range r[:len(r)-1] {
+			size += len(c) + widths[i] + 1 - utf8.RuneCountInString(c)
+		}
+		size += len(r[len(r)-1]) + 1
+	}
+	b := make([]byte, 0, size)
+	for _, r := range rows {
+		for i, c := range r[:len(r)-1] {
+			b = append(b, c...)
+			for n := widths[i] + 1 - utf8.RuneCountInString(c); n > 0; n-- {
+				b = append(b, ' ')
+			}
+		}
+		b = append(b, r[len(r)-1]...)
+		b = append(b, '\n')
+	}
+	_, err := w.Write(b)
+	return err
 }
 
 func sizeChange(from, to uint64) string {

@@ -1,6 +1,12 @@
 package repart
 
-import "testing"
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"text/tabwriter"
+)
 
 // TestPartitionNode: the names systemd-repart 252 prints (through libfdisk's fdisk_partname).
 func TestPartitionNode(t *testing.T) {
@@ -20,6 +26,35 @@ func TestPartitionNode(t *testing.T) {
 	} {
 		if got := PartitionNode(c.disk, c.n); got != c.want {
 			t.Errorf("PartitionNode(%q, %d) = %q, want %q", c.disk, c.n, got, c.want)
+		}
+	}
+}
+
+// TestWriteColumns: the plan table's layout is text/tabwriter's (padding 1, cells ended by a
+// tab, the last of a row not), which WriteTable used until writeColumns replaced it: random
+// rows of empty, ASCII and multi-byte cells (→, Σ, labels in UTF-8) give the same bytes.
+func TestWriteColumns(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	words := []string{"", "-", "esp", "root-arm64", "→ 3.5G", "Σ = 7.9G", "ÉSP☃", "1048576", "a-very-long-label-for-columns", "create"}
+	for n := 0; n < 500; n++ {
+		cols := 1 + r.IntN(10)
+		rows := make([][]string, 1+r.IntN(8))
+		var want bytes.Buffer
+		tw := tabwriter.NewWriter(&want, 0, 0, 1, ' ', 0)
+		for i := range rows {
+			rows[i] = make([]string, cols)
+			for j := range rows[i] {
+				rows[i][j] = words[r.IntN(len(words))]
+			}
+			tw.Write([]byte(strings.Join(rows[i], "\t") + "\n"))
+		}
+		tw.Flush()
+		var got bytes.Buffer
+		if err := writeColumns(&got, rows); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Fatalf("rows %q:\ngot\n%s\nwant (tabwriter)\n%s", rows, got.String(), want.String())
 		}
 	}
 }
