@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// runInit is what the kernel logs just before it executes the initramfs's /init.
-var runInit = []byte("] Run /init as init process")
+	"github.com/piboot/piboot/internal/klog"
+)
 
 // execUptime returns when the kernel executed /init, on the CLOCK_MONOTONIC time line,
 // from the timestamp of its "Run /init as init process" message (logged at info level,
@@ -45,8 +43,8 @@ func execUptime() (up time.Duration, ok bool) {
 		if err != nil {
 			return 0, false
 		}
-		run, ok1 := logTime(buf[:n], runInit)
-		logged, ok2 := logTime(buf[:n], probe)
+		run, ok1 := klog.Time(buf[:n], klog.RunInit)
+		logged, ok2 := klog.Time(buf[:n], probe)
 		if ok1 && ok2 && run <= logged {
 			return run + (before+after)/2 - logged, true
 		}
@@ -56,24 +54,6 @@ func execUptime() (up time.Duration, ok bool) {
 
 // probe is the line execUptime writes to the kernel's log (after "] " as it reads back).
 var probe = []byte("] piboot-init clock probe")
-
-// logTime returns the timestamp of the last "[<seconds>.<micro>]<msg>" line in a
-// syslog(2) dump of the kernel's log; msg starts with the ']'.
-func logTime(log, msg []byte) (time.Duration, bool) {
-	i := bytes.LastIndex(log, msg)
-	if i < 0 {
-		return 0, false
-	}
-	j := bytes.LastIndexByte(log[:i], '[')
-	if j < 0 || bytes.IndexByte(log[j:i], '\n') >= 0 {
-		return 0, false
-	}
-	secs, err := strconv.ParseFloat(string(bytes.TrimSpace(log[j+1:i])), 64)
-	if err != nil || secs < 0 {
-		return 0, false
-	}
-	return time.Duration(secs * float64(time.Second)), true
-}
 
 // monotonic is the clock the kernel's log timestamps follow (no suspend before init).
 func monotonic() time.Duration {

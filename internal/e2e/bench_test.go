@@ -113,8 +113,11 @@ func BenchmarkGoFloor(b *testing.B) {
 	var ms []int
 	for i := 0; i < b.N; i++ {
 		vm := qemu.Start(b, qemu.Config{Kernel: vmlinuz, Initrd: img, Append: "quiet panic=-1"})
-		m := vm.WaitFor(`^piboot-floor: exec to main (\d+) ms$`, bootWait)
+		m := vm.WaitFor(`^piboot-floor: (?:exec to main (\d+) ms|error: .*)$`, bootWait)
 		vm.Wait(bootWait)
+		if m[1] == "" {
+			b.Fatalf("%s", m[0])
+		}
 		n, _ := strconv.Atoi(m[1])
 		ms = append(ms, n)
 	}

@@ -8,16 +8,14 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"strconv"
 	"syscall"
+
+	"github.com/piboot/piboot/internal/klog"
 )
 
-var (
-	runInit = []byte("] Run /init as init process")
-	atMain  = []byte("] piboot-floor: main")
-)
+var atMain = []byte("] piboot-floor: main")
 
 func main() {
 	// The initramfs has /dev/console only; /dev/kmsg needs devtmpfs.
@@ -35,27 +33,13 @@ func main() {
 	if err != nil {
 		fail("read the kernel's log: " + err.Error())
 	}
-	exec, ok1 := logTime(buf[:n], runInit)
-	reached, ok2 := logTime(buf[:n], atMain)
+	exec, ok1 := klog.Time(buf[:n], klog.RunInit)
+	reached, ok2 := klog.Time(buf[:n], atMain)
 	if !ok1 || !ok2 {
 		fail("the kernel's log has no timed \"Run /init\" line or no line of ours")
 	}
-	os.Stdout.WriteString("piboot-floor: exec to main " + strconv.FormatFloat((reached-exec)*1000, 'f', 0, 64) + " ms\n")
+	os.Stdout.WriteString("piboot-floor: exec to main " + strconv.FormatInt((reached-exec).Milliseconds(), 10) + " ms\n")
 	syscall.Reboot(syscall.LINUX_REBOOT_CMD_POWER_OFF)
-}
-
-// logTime returns the seconds stamped on the last "[<seconds>]<msg>" line of the log.
-func logTime(log, msg []byte) (float64, bool) {
-	i := bytes.LastIndex(log, msg)
-	if i < 0 {
-		return 0, false
-	}
-	j := bytes.LastIndexByte(log[:i], '[')
-	if j < 0 {
-		return 0, false
-	}
-	s, err := strconv.ParseFloat(string(bytes.TrimSpace(log[j+1:i])), 64)
-	return s, err == nil
 }
 
 func fail(msg string) {

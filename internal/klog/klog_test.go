@@ -1,11 +1,11 @@
-package main
+package klog
 
 import (
 	"testing"
 	"time"
 )
 
-func TestLogTime(t *testing.T) {
+func TestTime(t *testing.T) {
 	for _, tc := range []struct {
 		log  string
 		want time.Duration
@@ -19,7 +19,7 @@ func TestLogTime(t *testing.T) {
 		{"<6>[ x ] Run /init as init process\n", 0, false},
 		{"<6>[    1.0] other\n<6>] Run /init as init process\n", 0, false}, // '[' of another line
 	} {
-		got, ok := logTime([]byte(tc.log), runInit)
+		got, ok := Time([]byte(tc.log), RunInit)
 		if ok != tc.ok || (ok && (got-tc.want).Abs() > time.Microsecond) {
 			t.Errorf("%q: got %v %v, want %v %v", tc.log, got, ok, tc.want, tc.ok)
 		}
