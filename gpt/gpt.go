@@ -254,13 +254,9 @@ type copyInfo struct {
 
 func (c *copyInfo) ok() bool { return c.err == nil }
 
-// readCopy reads and checks the header at lba and its entry array.
-func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64) *copyInfo {
-	return readCopyInto(r, lba, sectorSize, devSectors, nil)
-}
-
-// readCopyInto is readCopy reading the entry array into buf when it is large enough.
-func readCopyInto(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64, buf []byte) *copyInfo {
+// readCopy reads and checks the header at lba and its entry array, which it reads into buf
+// when buf is large enough (nil: a new buffer, for a copy the caller keeps).
+func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64, buf []byte) *copyInfo {
 	c := &copyInfo{}
 	if lba == 0 || lba >= devSectors {
 		c.err = fmt.Errorf("LBA %d outside the device (%d sectors)", lba, devSectors)
@@ -386,7 +382,7 @@ func readSS(r io.ReaderAt, size int64, ss int) (*Table, error) {
 	}
 
 	last := devSectors - 1
-	primary := readCopy(r, 1, ss, devSectors)
+	primary := readCopy(r, 1, ss, devSectors, nil)
 	// A primary header with a bad CRC may still hold the right AlternateLBA: worth a look,
 	// since a backup proves itself by its own CRCs and MyLBA.
 	altLBA := uint64(0)
@@ -397,9 +393,9 @@ func readSS(r io.ReaderAt, size int64, ss int) (*Table, error) {
 	}
 	var alt *copyInfo
 	if altLBA != 0 && altLBA != last && altLBA != 1 && altLBA < devSectors {
-		alt = readCopy(r, altLBA, ss, devSectors)
+		alt = readCopy(r, altLBA, ss, devSectors, nil)
 	}
-	atEnd := readCopy(r, last, ss, devSectors)
+	atEnd := readCopy(r, last, ss, devSectors, nil)
 
 	if !primary.ok() && !atEnd.ok() && (alt == nil || !alt.ok()) {
 		if errors.Is(primary.err, errNoSignature) && errors.Is(atEnd.err, errNoSignature) && alt == nil {

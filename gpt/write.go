@@ -111,7 +111,7 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 // validAt reports whether a complete, valid GPT copy has its header at lba; buf is scratch
 // space for its entry array.
 func validAt(r io.ReaderAt, lba uint64, ss int, devSectors uint64, buf []byte) bool {
-	return readCopyInto(r, lba, ss, devSectors, buf).ok()
+	return readCopy(r, lba, ss, devSectors, buf).ok()
 }
 
 // diffWriter writes only the sector span that differs from what the device holds.

@@ -78,19 +78,16 @@ func writeColumns(w io.Writer, rows [][]string) error {
 		return nil
 	}
 	widths := make([]int, len(rows[0])-1)
+	line := 0 // bytes of a line, but for the last cell and multi-byte runes
 	for _, r := range rows {
 		for i, c := range r[:len(r)-1] {
 			widths[i] = max(widths[i], utf8.RuneCountInString(c))
 		}
 	}
-	size := 0
-	for _, r := range rows {
-		for i, c := range r[:len(r)-1] {
-			size += len(c) + widths[i] + 1 - utf8.RuneCountInString(c)
-		}
-		size += len(r[len(r)-1]) + 1
+	for _, wd := range widths {
+		line += wd + 1
 	}
-	b := make([]byte, 0, size)
+	b := make([]byte, 0, len(rows)*(line+16))
 	for _, r := range rows {
 		for i, c := range r[:len(r)-1] {
 			b = append(b, c...)
