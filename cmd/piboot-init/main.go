@@ -18,6 +18,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	_ "github.com/piboot/piboot/internal/stack" // first: grows main's stack once, see there
 	"golang.org/x/sys/unix"
 )
 

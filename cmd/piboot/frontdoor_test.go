@@ -90,6 +90,15 @@ func TestFrontDoor(t *testing.T) {
 	if rc, _, usage := same("usage", "--help"); rc != 0 || !strings.Contains(usage, "update") || !strings.Contains(usage, "repart") {
 		t.Errorf("usage: exit %d\n%s", rc, usage)
 	}
+	// internal/stack only saves its page faults if it initialises before the first package
+	// whose initialisation grows the stack (internal/godebug).
+	cmd := exec.Command(lite, "--help")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	trace, _ := cmd.CombinedOutput()
+	stackAt, godebugAt := strings.Index(string(trace), "init github.com/piboot/piboot/internal/stack "), strings.Index(string(trace), "init internal/godebug ")
+	if stackAt < 0 || godebugAt < 0 || stackAt > godebugAt {
+		t.Errorf("internal/stack initialises at %d, internal/godebug at %d, in\n%s", stackAt, godebugAt, trace)
+	}
 	// A disk tool, run by the front door itself.
 	img, defs := flashedCard(dir)
 	rc, out, _ := same("repart", "repart", "--dry-run", "--definitions", defs, "--seed", "c0ffee00-1234-4abc-8def-0123456789ab",
@@ -135,7 +144,7 @@ func TestFrontDoor(t *testing.T) {
 	other := filepath.Join(dir, "other")
 	os.Mkdir(other, 0o755)
 	os.Rename(full+".away", filepath.Join(other, "piboot-full"))
-	cmd := exec.Command(lite, "inspect", filepath.Join(dir, "missing.raw"))
+	cmd = exec.Command(lite, "inspect", filepath.Join(dir, "missing.raw"))
 	cmd.Env = append(os.Environ(), "PATH="+other)
 	msg, _ := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() == 2 || !strings.Contains(string(msg), "missing.raw") {

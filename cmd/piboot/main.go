@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"os"
 	"sort"
+
+	_ "github.com/piboot/piboot/internal/stack" // first: grows main's stack once, see there
 )
 
 // commands holds the subcommands built into this binary: each gets the arguments after its

@@ -1,0 +1,5 @@
+//go:build grown
+
+package main
+
+import _ "github.com/piboot/piboot/internal/stack"
