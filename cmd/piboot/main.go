@@ -15,48 +15,57 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 
 	_ "github.com/piboot/piboot/internal/stack" // first: grows main's stack once, see there
 )
 
-// commands holds the subcommands built into this binary: each gets the arguments after its
-// name and returns the process exit code.
-var commands = map[string]func(args []string) int{}
+// subcommand is one subcommand of any build: run gets the arguments after its name and
+// returns the process exit code; it is nil in a build that does not contain the subcommand
+// (the front door hands those on to piboot-full).
+type subcommand struct {
+	name, summary string
+	run           func(args []string) int
+}
 
-// summaries lists every subcommand of every build, so that the front door (pibootlite) lists
-// and hands on the ones it does not contain.
-var summaries = map[string]string{
-	"bless":   "mark the running boot entry good (or bad), as systemd-bless-boot",
-	"build":   "build the flashable image, its split files and update directory",
-	"initrd":  "build the initramfs: piboot-init, emergency shell, kernel modules, repart.d",
-	"inspect": "show an image's (or disk's) partitions, filesystems, versions and UKI command lines",
-	"keygen":  "make an OpenPGP key pair for signing update directories",
-	"mkfs":    "make a filesystem (ext4, vfat, squashfs, xfs) in a file or on a device",
-	"repart":  "grow a GPT disk or image to match repart.d definitions (systemd-repart semantics)",
-	"uki":     "build a Unified Kernel Image from a systemd EFI stub and a kernel",
-	"update":  "list, check for, install and vacuum versions (systemd-sysupdate's contract)",
+// subcommands lists every subcommand of every build, sorted by name, so that the front door
+// (pibootlite) lists and hands on the ones it does not contain. A slice, not a map: it is
+// laid out by the linker, where a map would be built at every start.
+var subcommands = []subcommand{
+	{name: "bless", summary: "mark the running boot entry good (or bad), as systemd-bless-boot"},
+	{name: "build", summary: "build the flashable image, its split files and update directory"},
+	{name: "initrd", summary: "build the initramfs: piboot-init, emergency shell, kernel modules, repart.d"},
+	{name: "inspect", summary: "show an image's (or disk's) partitions, filesystems, versions and UKI command lines"},
+	{name: "keygen", summary: "make an OpenPGP key pair for signing update directories"},
+	{name: "mkfs", summary: "make a filesystem (ext4, vfat, squashfs, xfs) in a file or on a device"},
+	{name: "repart", summary: "grow a GPT disk or image to match repart.d definitions (systemd-repart semantics)"},
+	{name: "uki", summary: "build a Unified Kernel Image from a systemd EFI stub and a kernel"},
+	{name: "update", summary: "list, check for, install and vacuum versions (systemd-sysupdate's contract)"},
+}
+
+func lookup(name string) *subcommand {
+	for i := range subcommands {
+		if subcommands[i].name == name {
+			return &subcommands[i]
+		}
+	}
+	return nil
 }
 
 func register(name string, run func(args []string) int) {
-	if _, dup := commands[name]; dup {
-		panic("piboot: subcommand registered twice: " + name)
-	}
-	if _, ok := summaries[name]; !ok {
+	c := lookup(name)
+	if c == nil {
 		panic("piboot: subcommand without a summary: " + name)
 	}
-	commands[name] = run
+	if c.run != nil {
+		panic("piboot: subcommand registered twice: " + name)
+	}
+	c.run = run
 }
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "usage: piboot <command> [flags] [args]\n\ncommands:\n")
-	names := make([]string, 0, len(summaries))
-	for n := range summaries {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, summaries[n])
+	for _, c := range subcommands {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
 	}
 }
 
@@ -85,14 +94,14 @@ func main() {
 		}
 		return
 	}
-	run, ok := commands[os.Args[1]]
-	if !ok {
-		if _, known := summaries[os.Args[1]]; known {
+	c := lookup(os.Args[1])
+	if c == nil || c.run == nil {
+		if c != nil {
 			os.Exit(handOn(os.Args[1]))
 		}
 		fmt.Fprintf(os.Stderr, "piboot: unknown command %q\n", os.Args[1])
 		usage()
 		os.Exit(2)
 	}
-	os.Exit(run(os.Args[2:]))
+	os.Exit(c.run(os.Args[2:]))
 }
