@@ -1,8 +1,6 @@
 package repart
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -105,7 +103,7 @@ func ParseDir(dir, arch string) ([]Definition, error) {
 		}
 	}
 	sort.Strings(names)
-	var defs []Definition
+	defs := make([]Definition, 0, len(names))
 	for _, n := range names {
 		p := filepath.Join(dir, n)
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 && isMasked(p) {
@@ -174,15 +172,16 @@ type iniLine struct {
 }
 
 func splitLines(src []byte) []iniLine {
-	src = bytes.TrimPrefix(src, []byte("\xef\xbb\xbf"))
+	// One string for the whole file: lines are slices of it, not an allocation each.
+	text := strings.TrimPrefix(string(src), "\xef\xbb\xbf")
 	var out []iniLine
-	sc := bufio.NewScanner(bytes.NewReader(src))
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	n := 0
 	var cont *iniLine
-	for sc.Scan() {
+	for text != "" {
+		line, rest, _ := strings.Cut(text, "\n")
+		text = rest
 		n++
-		raw := strings.TrimRight(sc.Text(), "\r")
+		raw := strings.TrimRight(line, "\r")
 		t := strings.TrimSpace(raw)
 		if cont == nil && (t == "" || t[0] == '#' || t[0] == ';') {
 			continue

@@ -79,6 +79,21 @@ Whatever=1
 	}
 }
 
+// TestParseLongLines: lines are not limited in length (a 2 MiB comment, then keys), CRLF
+// line ends and a byte-order mark are taken as systemd takes them, and line numbers count
+// every line.
+func TestParseLongLines(t *testing.T) {
+	src := "\xef\xbb\xbf[Partition]\r\n#" + strings.Repeat("x", 2<<20) + "\r\nType=root\r\nLabel=after-a-long-line\r\n\r\nWeight=7"
+	d, err := Parse("long.conf", []byte(src), "arm64")
+	if err != nil || d.Label != "after-a-long-line" || d.Weight != 7 || d.Type != mustType(t, "root-arm64") {
+		t.Fatalf("%+v %v", d, err)
+	}
+	_, err = Parse("bad.conf", []byte("[Partition]\n#"+strings.Repeat("x", 2<<20)+"\n\nType=root\nNoSuchKey=1\n"), "arm64")
+	if err == nil || !strings.Contains(err.Error(), "bad.conf:5") {
+		t.Errorf("error %v, want one naming bad.conf:5", err)
+	}
+}
+
 func mustType(t *testing.T, s string) [16]byte {
 	g, err := gpt.ParseType(s, "")
 	if err != nil {
