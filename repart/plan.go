@@ -3,6 +3,7 @@ package repart
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -168,9 +169,13 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 
 	grain := max(ss, 4096)
 	pl := &planner{grain: grain, sectorSize: ss, seed: seed}
+	// One allocation for all the parts (a partition is matched to a definition or is foreign):
+	// on a card's first boot every fresh heap page is a page fault.
+	parts := make([]part, 0, len(defs)+len(t.Partitions))
+	pl.parts = make([]*part, 0, cap(parts))
 	for i := range defs {
 		d := &defs[i]
-		p := &part{
+		parts = append(parts, part{
 			def: d, typ: d.Type, priority: d.Priority,
 			weight: uint64(d.Weight), paddingWeight: uint64(d.PaddingWeight),
 			curSize: Unset, newSize: Unset, curPadding: Unset, newPadding: Unset,
@@ -178,7 +183,8 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 			partno: Unset, offset: Unset, copyBlocksSize: d.CopyBlocksSize,
 			newUUID: d.UUID, newUUIDSet: d.UUIDSet, newLabel: d.Label, newLabelSet: d.LabelSet,
 			format: d.Format, flags: d.Flags, noAuto: d.NoAuto, ro: d.ReadOnly, growfs: d.GrowFileSystem,
-		}
+		})
+		p := &parts[len(parts)-1]
 		if d.CopyBlocks == "" {
 			p.copyBlocksSize = Unset
 		}
@@ -200,8 +206,9 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 			}
 		}
 		if match == nil {
-			match = &part{typ: e.Type, weight: 1000, newSize: Unset, newPadding: Unset,
-				sizeMin: Unset, sizeMax: Unset, paddingMin: Unset, paddingMax: Unset, copyBlocksSize: Unset}
+			parts = append(parts, part{typ: e.Type, weight: 1000, newSize: Unset, newPadding: Unset,
+				sizeMin: Unset, sizeMax: Unset, paddingMin: Unset, paddingMax: Unset, copyBlocksSize: Unset})
+			match = &parts[len(parts)-1]
 			pl.parts = append(pl.parts, match)
 		}
 		match.exists = true
@@ -253,6 +260,8 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 	}
 	newT := t.Clone()
 	newT.Status = gpt.Status{}
+	newT.Partitions = slices.Grow(newT.Partitions, len(pl.parts)-len(newT.Partitions))
+	plan.Partitions = make([]Partition, 0, len(pl.parts))
 	for _, p := range pl.parts {
 		if p.dropped {
 			if p.def != nil {
@@ -294,7 +303,7 @@ func Plan(disk Disk, defs []Definition, seed uuid.UUID) (*Layout, error) {
 		}
 		plan.Partitions = append(plan.Partitions, q)
 	}
-	sort.Slice(newT.Partitions, func(i, j int) bool { return newT.Partitions[i].Index < newT.Partitions[j].Index })
+	slices.SortFunc(newT.Partitions, func(a, b gpt.Partition) int { return a.Index - b.Index })
 	if !plan.Changed {
 		// Nothing to add or grow: the table stays as it is (moved to the end of the disk only
 		// if it needs a repair anyway).

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 
 	"github.com/piboot/piboot/gpt"
 	"github.com/piboot/piboot/mkfs"
@@ -175,7 +176,7 @@ func growImage(target, s string, dryRun bool) error {
 // yesNo is a boolean flag that also takes systemd's spellings (--dry-run=no).
 type yesNo bool
 
-func (b *yesNo) String() string   { return fmt.Sprint(bool(*b)) }
+func (b *yesNo) String() string   { return strconv.FormatBool(bool(*b)) }
 func (b *yesNo) IsBoolFlag() bool { return true }
 func (b *yesNo) Set(s string) error {
 	switch s {
