@@ -775,3 +775,91 @@ func openRO(t *testing.T, p string) *os.File {
 	t.Cleanup(func() { f.Close() })
 	return f
 }
+
+// memDisk is a disk image in memory.
+type memDisk []byte
+
+func (m memDisk) ReadAt(p []byte, off int64) (int, error) { return copy(p, m[off:]), nil }
+func (m memDisk) WriteAt(p []byte, off int64) (int, error) {
+	return copy(m[off:], p), nil
+}
+
+// TestRecycledBuffers: Read and Write share entry-array buffers (entryBufs), so a buffer may
+// come back holding another table's entries: a table written after reading a larger one must
+// still be exactly itself on the disk, also with many goroutines reading and writing at once.
+func TestRecycledBuffers(t *testing.T) {
+	const size = 8 * MiB
+	table := func(n int, seed byte) *Table {
+		tab, err := New(size, 512, uuid.UUID{seed, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			first := uint64(2048 + i*64)
+			tab.Partitions = append(tab.Partitions, Partition{Index: i + 1, Type: TypeLinuxGeneric,
+				UUID: uuid.UUID{seed, byte(i), 2}, FirstLBA: first, LastLBA: first + 63, Name: fmt.Sprintf("p%d-%d", seed, i)})
+		}
+		return tab
+	}
+	check := func(d memDisk, want *Table) error {
+		got, err := Read(d, size, 512)
+		if err != nil {
+			return err
+		}
+		if len(got.Partitions) != len(want.Partitions) || got.DiskGUID != want.DiskGUID {
+			return fmt.Errorf("read back %d partitions of disk %v, want %d of %v", len(got.Partitions), got.DiskGUID, len(want.Partitions), want.DiskGUID)
+		}
+		for i, p := range got.Partitions {
+			if w := want.Partitions[i]; p.Name != w.Name || p.UUID != w.UUID || p.FirstLBA != w.FirstLBA {
+				return fmt.Errorf("partition %d: %+v, want %+v", i+1, p, w)
+			}
+		}
+		// Nothing of another table past the last entry, in either copy.
+		for _, at := range []int64{2 * 512, size - 33*512} {
+			tail := d[at+int64(len(want.Partitions))*128 : at+128*128]
+			if !bytes.Equal(tail, make([]byte, len(tail))) {
+				return fmt.Errorf("entry array at byte %d holds bytes past entry %d", at, len(want.Partitions))
+			}
+		}
+		return nil
+	}
+	big, small := make(memDisk, size), make(memDisk, size)
+	if err := Write(big, size, table(40, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(big, table(40, 1)); err != nil { // leaves big's entries in the pool
+		t.Fatal(err)
+	}
+	if err := Write(small, size, table(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(small, table(1, 2)); err != nil {
+		t.Fatal(err)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				d := make(memDisk, size)
+				want := table((g*7+i)%12, byte(10+g))
+				if err := Write(d, size, want); err != nil {
+					errs <- err
+					return
+				}
+				if err := check(d, want); err != nil {
+					errs <- fmt.Errorf("goroutine %d, round %d: %w", g, i, err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

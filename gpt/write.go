@@ -51,7 +51,9 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 		return fmt.Errorf("gpt: %w", err)
 	}
 	// The entry array padded to whole sectors, as written; the CRC covers the entries only.
-	pad := make([]byte, es*ss)
+	pad := getEntryBuf(int(es * ss))
+	defer putEntryBuf(pad)
+	clear(pad)
 	entries := pad[:uint64(t.EntryCount)*uint64(t.EntrySize)]
 	if err := t.encodeEntries(entries); err != nil {
 		return fmt.Errorf("gpt: %w", err)
@@ -62,7 +64,8 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 
 	ww := &diffWriter{w: w}
 	if ww.r, _ = w.(io.ReaderAt); ww.r != nil {
-		ww.old = make([]byte, len(pad))
+		ww.old = getEntryBuf(len(pad))
+		defer func() { putEntryBuf(ww.old) }()
 	}
 	mbr := make([]byte, 512)
 	if ww.r != nil {
