@@ -494,7 +494,9 @@ func (d *cacheDisk) WriteAt(b []byte, off int64) (int, error) {
 	d.writes++
 	old := make([]byte, len(b))
 	d.ReadAt(old, off)
-	d.cached = append(d.cached, cachedWrite{off, old, append([]byte(nil), b...)})
+	// A copy, as io.WriterAt requires: the writer reuses b (gpt recycles its buffers).
+	b = append([]byte(nil), b...)
+	d.cached = append(d.cached, cachedWrite{off, old, b})
 	d.put(b, off)
 	return len(b), nil
 }
