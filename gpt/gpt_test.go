@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -861,5 +862,69 @@ func TestRecycledBuffers(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// syncLog is a memDisk that records its writes and syncs in order.
+type syncLog struct {
+	memDisk
+	log []string
+}
+
+func (s *syncLog) WriteAt(p []byte, off int64) (int, error) {
+	s.log = append(s.log, fmt.Sprintf("write %d", off/512))
+	return s.memDisk.WriteAt(p, off)
+}
+
+func (s *syncLog) Sync() error { s.log = append(s.log, "sync"); return nil }
+
+// TestMBROrder: on a disk with a protective MBR (old or new size, both valid), the MBR is
+// written with the primary copy, after the sync that makes the backup durable, so that the
+// first sync flushes the backup's sectors only; on a disk without one it is written and
+// synced before the primary is touched, because Read does not trust a backup alone when
+// neither a protective MBR nor the primary is there.
+func TestMBROrder(t *testing.T) {
+	const small, size = 4 * MiB, 8 * MiB
+	old, err := New(small, 512, uuid.UUID{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Partitions = []Partition{{Index: 1, Type: TypeLinuxGeneric, UUID: uuid.UUID{2}, FirstLBA: 2048, LastLBA: 4095, Name: "a"}}
+	for _, mbr := range []bool{true, false} {
+		d := &syncLog{memDisk: make(memDisk, size)}
+		if err := Write(d.memDisk, small, old); err != nil {
+			t.Fatal(err)
+		}
+		if !mbr {
+			clear(d.memDisk[:512])
+		}
+		grown := old.Clone()
+		if err := grown.Resize(size); err != nil {
+			t.Fatal(err)
+		}
+		if err := Write(d, size, grown); err != nil {
+			t.Fatal(err)
+		}
+		firstSync := slices.Index(d.log, "sync")
+		mbrAt, primaryAt := slices.Index(d.log, "write 0"), -1
+		for i, e := range d.log {
+			if e == "write 1" || e == "write 2" {
+				primaryAt = i
+				break
+			}
+		}
+		if mbrAt < 0 || primaryAt < 0 || firstSync < 0 {
+			t.Fatalf("mbr=%v: %v", mbr, d.log)
+		}
+		if mbr && mbrAt < firstSync {
+			t.Errorf("protective MBR present: written before the backup's sync: %v", d.log)
+		}
+		if !mbr && !(mbrAt < firstSync && firstSync < primaryAt) {
+			t.Errorf("no protective MBR: not written and synced before the primary: %v", d.log)
+		}
+		got, err := Read(d.memDisk, size, 512)
+		if err != nil || !got.Status.MBRValid || !got.Status.PrimaryValid || !got.Status.BackupValid || len(got.Partitions) != 1 {
+			t.Errorf("mbr=%v: read back %+v, %v", mbr, got, err)
+		}
 	}
 }

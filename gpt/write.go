@@ -14,8 +14,9 @@ type Syncer interface{ Sync() error }
 // Write writes t onto a device or image of size bytes, with the backup copy at the device's
 // last LBA (wherever the old backup was).
 //
-// Order: protective MBR; backup entries, backup header; sync; primary entries, primary
-// header; sync. A cut after any write leaves a valid copy: until the backup header is
+// Order: backup entries, backup header; sync; protective MBR, primary entries, primary
+// header; sync. The MBR goes first instead when the disk has no protective MBR yet: Read
+// does not trust a backup without one. A cut after any write leaves a valid copy: until the backup header is
 // complete the old primary is intact; once the primary entries change, the old primary
 // header no longer matches them and Read takes the new backup, recognizing it by its
 // entry CRC matching the primary's entry array; after the primary header both agree.
@@ -73,6 +74,12 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 			return fmt.Errorf("gpt: read MBR: %w", err)
 		}
 	}
+	// The protective MBR changes with the disk's size. On a disk that has one, the old and
+	// the new are both valid, so it goes with the primary copy, whose sectors share its page:
+	// the first sync then flushes only the backup's pages at the end of the disk. Without
+	// one, Read does not trust a backup alone: the MBR must be on the disk before the primary
+	// is touched.
+	mbrFirst := !isProtective(mbr)
 	protectiveMBR(mbr, last)
 
 	type step struct {
@@ -85,15 +92,22 @@ func Write(w io.WriterAt, size int64, t *Table) error {
 		{"backup entries", backupEntries * ss, pad, false},
 		{"backup header", last * ss, backup, true},
 	}
+	mbrStep := step{"protective MBR", 0, mbr, false}
 	primarySteps := []step{
 		{"primary entries", t.EntriesLBA * ss, pad, false},
 		{"primary header", ss, primary, true},
 	}
-	steps := append([]step{{"protective MBR", 0, mbr, false}}, append(backupSteps, primarySteps...)...)
+	if !mbrFirst {
+		primarySteps = append([]step{mbrStep}, primarySteps...)
+	}
+	steps := append(backupSteps, primarySteps...)
 	if ww.r != nil && !validAt(ww.r, 1, t.SectorSize, uint64(size)/ss, ww.old) {
 		// The primary is damaged, so the backup may be the only valid copy: it must not be
 		// touched before a complete new primary is on the disk.
-		steps = append([]step{{"protective MBR", 0, mbr, false}}, append(primarySteps, backupSteps...)...)
+		steps = append(primarySteps, backupSteps...)
+	}
+	if mbrFirst {
+		steps = append([]step{mbrStep}, steps...)
 	}
 	for _, s := range steps {
 		if err := ww.write(s.data, int64(s.off), t.SectorSize); err != nil {
