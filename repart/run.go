@@ -36,10 +36,6 @@ func Run(o Options) (*Layout, error) {
 	if errw == nil {
 		errw = io.Discard
 	}
-	defs, err := ParseDir(o.Definitions, o.Arch)
-	if err != nil {
-		return nil, err
-	}
 	mode := os.O_RDWR
 	if o.DryRun {
 		mode = os.O_RDONLY
@@ -49,6 +45,16 @@ func Run(o Options) (*Layout, error) {
 		return nil, err
 	}
 	defer f.Close()
+	size, ss, err := DeviceSize(f)
+	if err != nil {
+		return nil, err
+	}
+	// The disk reads the table while the definitions are parsed.
+	prefetchGPT(f, size)
+	defs, err := ParseDir(o.Definitions, o.Arch)
+	if err != nil {
+		return nil, err
+	}
 	// Like systemd-repart: an exclusive BSD lock keeps udev from probing the disk while the
 	// table changes under it.
 	if err := lock(f, !o.DryRun); err != nil {
@@ -59,10 +65,6 @@ func Run(o Options) (*Layout, error) {
 		if err := checkWritable(f, o.Target); err != nil {
 			return nil, err
 		}
-	}
-	size, ss, err := DeviceSize(f)
-	if err != nil {
-		return nil, err
 	}
 	t, err := gpt.Read(f, size, ss)
 	if errors.Is(err, gpt.ErrNoGPT) {

@@ -1,0 +1,66 @@
+package repart
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// resident counts the pages of f's range [off, off+n) in the page cache.
+func resident(t *testing.T, f *os.File, off, n int64) int {
+	t.Helper()
+	m, err := unix.Mmap(int(f.Fd()), off, int(n), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (n+4095)/4096)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(n), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	c := 0
+	for _, v := range vec {
+		c += int(v & 1)
+	}
+	return c
+}
+
+// TestPrefetchGPT: prefetchGPT makes the kernel read both ends of a disk (here an image file
+// whose pages were dropped from the cache) without anyone reading them, and nothing between.
+func TestPrefetchGPT(t *testing.T) {
+	const size = 64 << 20
+	p := filepath.Join(t.TempDir(), "disk.img")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = byte(i)
+	}
+	for off := int64(0); off < size; off += int64(len(chunk)) {
+		f.WriteAt(chunk, off)
+	}
+	f.Sync()
+	unix.Fadvise(int(f.Fd()), 0, size, unix.FADV_DONTNEED)
+	if resident(t, f, 0, gptSpan) > 0 || resident(t, f, size-gptSpan, gptSpan) > 0 {
+		t.Skip("the file system keeps the image's pages cached (tmpfs?): nothing to observe")
+	}
+	prefetchGPT(f, size)
+	deadline := time.Now().Add(5 * time.Second)
+	for resident(t, f, 0, gptSpan) < gptSpan/4096 || resident(t, f, size-gptSpan, gptSpan) < gptSpan/4096 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s: %d and %d of %d pages at the start and the end read", resident(t, f, 0, gptSpan),
+				resident(t, f, size-gptSpan, gptSpan), gptSpan/4096)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if mid := resident(t, f, size/2-1<<20, 2<<20); mid > 0 {
+		t.Errorf("%d pages in the middle of the disk read too", mid)
+	}
+}
