@@ -276,6 +276,12 @@ func putEntryBuf(b []byte) {
 	}
 }
 
+// Prefetcher is implemented by readers that can start reading a range ahead of time (a
+// block device: posix_fadvise WILLNEED). Read tells it where the other copy of the table is
+// as soon as a header names it, so that the two copies come in at the same time instead of
+// one after the other.
+type Prefetcher interface{ Prefetch(off, n int64) }
+
 // readCopy reads and checks the header at lba and its entry array, which it reads into buf
 // when buf is large enough (nil: a buffer from getEntryBuf, which the caller puts back).
 func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64, buf []byte) *copyInfo {
@@ -297,6 +303,13 @@ func readCopy(r io.ReaderAt, lba uint64, sectorSize int, devSectors uint64, buf 
 	c.hdr = h
 	n := uint64(h.entryCount) * uint64(h.entrySize)
 	ss := uint64(sectorSize)
+	if p, ok := r.(Prefetcher); ok && h.altLBA > 0 && h.altLBA != lba && h.altLBA < devSectors {
+		// The other copy, laid out as Write lays it out (a backup's entries just before its
+		// header), starts coming in while this one is read and checked.
+		es := (n + ss - 1) / ss
+		first := h.altLBA - min(es, h.altLBA-1)
+		p.Prefetch(int64(first*ss), int64((h.altLBA-first+1)*ss))
+	}
 	end := h.entriesLBA + (n+ss-1)/ss
 	if h.entriesLBA == 0 || end > devSectors {
 		c.err = fmt.Errorf("entry array at LBA %d outside the device", h.entriesLBA)

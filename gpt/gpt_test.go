@@ -928,3 +928,42 @@ func TestMBROrder(t *testing.T) {
 		}
 	}
 }
+
+// prefetchLog is a memDisk that logs reads and prefetches.
+type prefetchLog struct {
+	memDisk
+	log []string
+}
+
+func (p *prefetchLog) ReadAt(b []byte, off int64) (int, error) {
+	p.log = append(p.log, fmt.Sprintf("read %d+%d", off, len(b)))
+	return p.memDisk.ReadAt(b, off)
+}
+
+func (p *prefetchLog) Prefetch(off, n int64) { p.log = append(p.log, fmt.Sprintf("prefetch %d+%d", off, n)) }
+
+// TestPrefetchOtherCopy: a reader that can prefetch is asked for the backup copy (entries and
+// header, as Write lays them out) as soon as the primary header names it, before the
+// primary's entries are read.
+func TestPrefetchOtherCopy(t *testing.T) {
+	const small, size = 4 * MiB, 8 * MiB
+	tab, err := New(small, 512, uuid.UUID{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.Partitions = []Partition{{Index: 1, Type: TypeLinuxGeneric, UUID: uuid.UUID{2}, FirstLBA: 2048, LastLBA: 4095, Name: "a"}}
+	d := &prefetchLog{memDisk: make(memDisk, size)}
+	if err := Write(d.memDisk, small, tab); err != nil { // a flashed image on a larger card
+		t.Fatal(err)
+	}
+	got, err := Read(d, size, 512)
+	if err != nil || !got.Status.BackupValid || got.Status.BackupLBA != small/512-1 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	alt := int64(small/512 - 1)
+	want := fmt.Sprintf("prefetch %d+%d", (alt-32)*512, 33*512)
+	at, entries := slices.Index(d.log, want), slices.Index(d.log, "read 1024+16384")
+	if at < 0 || entries < 0 || at > entries {
+		t.Errorf("want %q before the primary's entries are read: %v", want, d.log)
+	}
+}

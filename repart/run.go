@@ -66,7 +66,7 @@ func Run(o Options) (*Layout, error) {
 			return nil, err
 		}
 	}
-	t, err := gpt.Read(f, size, ss)
+	t, err := gpt.Read(device{f}, size, ss)
 	if errors.Is(err, gpt.ErrNoGPT) {
 		return nil, fmt.Errorf("%s has no GPT partition table, nothing written (%v)", o.Target, err)
 	}
