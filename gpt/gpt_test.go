@@ -940,7 +940,9 @@ func (p *prefetchLog) ReadAt(b []byte, off int64) (int, error) {
 	return p.memDisk.ReadAt(b, off)
 }
 
-func (p *prefetchLog) Prefetch(off, n int64) { p.log = append(p.log, fmt.Sprintf("prefetch %d+%d", off, n)) }
+func (p *prefetchLog) Prefetch(off, n int64) {
+	p.log = append(p.log, fmt.Sprintf("prefetch %d+%d", off, n))
+}
 
 // TestPrefetchOtherCopy: a reader that can prefetch is asked for the backup copy (entries and
 // header, as Write lays them out) as soon as the primary header names it, before the
