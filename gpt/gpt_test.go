@@ -865,6 +865,17 @@ func TestRecycledBuffers(t *testing.T) {
 	}
 }
 
+// onePartition is a table for a disk of size bytes with one partition, at 1 MiB.
+func onePartition(t *testing.T, size int64) *Table {
+	t.Helper()
+	tab, err := New(size, 512, uuid.UUID{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.Partitions = []Partition{{Index: 1, Type: TypeLinuxGeneric, UUID: uuid.UUID{2}, FirstLBA: 2048, LastLBA: 4095, Name: "a"}}
+	return tab
+}
+
 // syncLog is a memDisk that records its writes and syncs in order.
 type syncLog struct {
 	memDisk
@@ -885,11 +896,7 @@ func (s *syncLog) Sync() error { s.log = append(s.log, "sync"); return nil }
 // neither a protective MBR nor the primary is there.
 func TestMBROrder(t *testing.T) {
 	const small, size = 4 * MiB, 8 * MiB
-	old, err := New(small, 512, uuid.UUID{1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old.Partitions = []Partition{{Index: 1, Type: TypeLinuxGeneric, UUID: uuid.UUID{2}, FirstLBA: 2048, LastLBA: 4095, Name: "a"}}
+	old := onePartition(t, small)
 	for _, mbr := range []bool{true, false} {
 		d := &syncLog{memDisk: make(memDisk, size)}
 		if err := Write(d.memDisk, small, old); err != nil {
@@ -949,11 +956,7 @@ func (p *prefetchLog) Prefetch(off, n int64) {
 // primary's entries are read.
 func TestPrefetchOtherCopy(t *testing.T) {
 	const small, size = 4 * MiB, 8 * MiB
-	tab, err := New(small, 512, uuid.UUID{1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab.Partitions = []Partition{{Index: 1, Type: TypeLinuxGeneric, UUID: uuid.UUID{2}, FirstLBA: 2048, LastLBA: 4095, Name: "a"}}
+	tab := onePartition(t, small)
 	d := &prefetchLog{memDisk: make(memDisk, size)}
 	if err := Write(d.memDisk, small, tab); err != nil { // a flashed image on a larger card
 		t.Fatal(err)
