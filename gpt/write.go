@@ -15,11 +15,11 @@ type Syncer interface{ Sync() error }
 // last LBA (wherever the old backup was).
 //
 // Order: backup entries, backup header; sync; protective MBR, primary entries, primary
-// header; sync. The MBR goes first instead when the disk has no protective MBR yet: Read
-// does not trust a backup without one. A cut after any write leaves a valid copy: until the backup header is
-// complete the old primary is intact; once the primary entries change, the old primary
-// header no longer matches them and Read takes the new backup, recognizing it by its
-// entry CRC matching the primary's entry array; after the primary header both agree.
+// header; sync. (The MBR goes first, synced, when the disk has no protective MBR yet: Read
+// does not trust a backup without one.) A cut after any write leaves a valid copy: until the
+// backup header is complete the old primary is intact; once the primary entries change, the
+// old primary header no longer matches them and Read takes the new backup, recognizing it by
+// its entry CRC matching the primary's entry array; after the primary header both agree.
 // If the primary on the disk is damaged (the backup may then be the only valid copy), the
 // primary is written first instead, and Read takes it as soon as it is complete.
 //

@@ -181,8 +181,7 @@ func splitLines(src []byte) []iniLine {
 		line, rest, _ := strings.Cut(text, "\n")
 		text = rest
 		n++
-		raw := strings.TrimRight(line, "\r")
-		t := strings.TrimSpace(raw)
+		t := strings.TrimSpace(line) // also the \r of a CRLF line end
 		if cont == nil && (t == "" || t[0] == '#' || t[0] == ';') {
 			continue
 		}

@@ -6,9 +6,9 @@
 // 32 KiB span into stacks of that size and writing a free-list link into every one, so the
 // first 4 KiB stack faults in 8 pages and the first 8 KiB stack 4 more, for 2 KiB of use
 // each. 16 KiB stacks come from the pool the runtime already filled for its threads' g0
-// stacks. On a card's first boot (piboot-init) and in `piboot repart`, where a page fault
-// costs about 17 us on the machine the benchmarks run on, this is 11-14 faults, about 0.2 ms
-// of a 15 ms run.
+// stacks. On a card's first boot (piboot-init) and in `piboot repart` this is 11-14 page
+// faults fewer, each about 17 us on the machine the benchmarks run on: `piboot repart` took
+// 0.3-0.9 ms less (15.0-16.0 vs 16.0-16.3 ms, bench/repart.sh's setup, two builds of each).
 //
 // It only works if it runs before the first growth, which internal/godebug's initialisation
 // (imported by os, through time) causes: packages initialise in import-path order once their
