@@ -10,7 +10,7 @@
 # average before and after is printed. Needs root (loop devices).
 set -euo pipefail
 
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-9}
 SIZES=${SIZES:-"8 32 128"}
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/bench-repart.XXXXXX)
@@ -48,6 +48,15 @@ printf '[Partition]\nType=root-arm64\nWeight=1000\nFormat=ext4\n' >"$work/ext4/1
 
 du_bytes() { du --block-size=1 "$1" | cut -f1; }
 
+# tool_cmd TOOL DEFS DEVICE: one tool's first-boot run, as a user would type it.
+tool_cmd() {
+	case $1 in
+	systemd) systemd-repart --dry-run=no --no-pager --seed=$seed --definitions="$2" "$3" ;;
+	piboot) "$work/piboot" repart --seed=$seed --definitions="$2" "$3" ;;
+	repartrun) "$work/repartrun" --seed=$seed --definitions="$2" --report="$work/us" "$3" ;;
+	esac
+}
+
 # run TOOL DEFS GIB: one first boot on a fresh flash; prints "<ms> <bytes written>".
 run() {
 	local tool=$1 defs=$2 gib=$3 disk=$work/disk.raw
@@ -58,17 +67,26 @@ run() {
 	loop=$(losetup -f --show "$disk")
 	# $EPOCHREALTIME is read by bash itself: $(date +%s%N) forked and exec'd date on both
 	# sides of the tool, adding its start-up (a few ms, more under load) to every tool's time.
-	local t0 t1
+	# Both tools write to /dev/null while timed: a redirection to a file makes bash create or
+	# truncate it before the exec, inside the timed span (0.5-0.7 ms on this machine's ext4
+	# /tmp). A tool that fails is run once more untimed, on the same fresh flash, to show why.
+	local t0 t1 rc=0
 	t0=$EPOCHREALTIME
-	case $tool in
-	systemd) systemd-repart --dry-run=no --no-pager --seed=$seed --definitions="$defs" "$loop" >/dev/null 2>&1 ;;
-	piboot) "$work/piboot" repart --seed=$seed --definitions="$defs" "$loop" >/dev/null 2>"$work/piboot.err" || { cat "$work/piboot.err" >&2; exit 1; } ;;
-	repartrun) "$work/repartrun" --seed=$seed --definitions="$defs" --report="$work/us" "$loop" >/dev/null ;;
-	esac
+	tool_cmd "$tool" "$defs" "$loop" >/dev/null 2>&1 || rc=$?
 	t1=$EPOCHREALTIME
 	sync
 	losetup -d "$loop"
 	loop=
+	if [ "$rc" != 0 ]; then
+		echo "bench/repart.sh: $tool exited $rc on ${gib} GiB; again, with its output:" >&2
+		cp --sparse=always "$img" "$disk"
+		truncate -s "${gib}G" "$disk"
+		loop=$(losetup -f --show "$disk")
+		tool_cmd "$tool" "$defs" "$loop" >&2 || true
+		# run's caller reads it through a pipe: this is a subshell, without the EXIT trap.
+		losetup -d "$loop"
+		exit 1
+	fi
 	sgdisk -v "$disk" | grep -q "No problems found" || { echo "bench/repart.sh: $tool left a bad GPT on ${gib} GiB" >&2; exit 1; }
 	# Microseconds: the decimal point (a comma in some locales) taken out.
 	local ms; ms=$(awk -v us=$((${t1/[.,]/} - ${t0/[.,]/})) 'BEGIN {printf "%.1f", us / 1000}')
