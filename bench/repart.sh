@@ -69,7 +69,7 @@ run() {
 	# sides of the tool, adding its start-up (a few ms, more under load) to every tool's time.
 	# Both tools write to /dev/null while timed: a redirection to a file makes bash create or
 	# truncate it before the exec, inside the timed span (0.5-0.7 ms on this machine's ext4
-	# /tmp). A tool that fails is run once more untimed, on the same fresh flash, to show why.
+	# /tmp). A tool that fails is run once more, untimed, on a new copy of the flash, to show why.
 	local t0 t1 rc=0
 	t0=$EPOCHREALTIME
 	tool_cmd "$tool" "$defs" "$loop" >/dev/null 2>&1 || rc=$?
